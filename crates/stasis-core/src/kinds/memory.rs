@@ -1,0 +1,590 @@
+//! Memory: the VMA layout and the page contents of a process.
+//!
+//! Dump classifies every VMA (what backs it decides how restore recreates it) and saves only
+//! pages a file cannot give back: present private anonymous pages (not the zero page), the
+//! copy-on-write pages of private file mappings, and shmem pages. PAGEMAP_SCAN reports those
+//! as ranges. Pages stream through one reused buffer into the page file, so stasis' memory
+//! stays bounded however large the process is.
+//!
+//! Restore maps every VMA at its address with its protection, then writes the saved pages
+//! straight from a mapping of the page file into the process (one copy): `process_vm_writev`
+//! for writable VMAs, `/proc/PID/mem` (which ignores protection) for the others. Every run's
+//! checksum is verified right before its bytes are used.
+
+use crate::tracee::{Tracee, TraceeError};
+use stasis_image::{PageIndexEntry, PageRun, PagesWriter, VmaEntry, VmaKind, PAGE_SIZE};
+use stasis_procfs::smaps::SmapsEntry;
+use stasis_sys::pagemap::{self, PageRegion, ScanQuery};
+use stasis_sys::{mem, Errno, Pid};
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MemoryError {
+    #[error("pid {pid}: the mapping {start:#x}-{end:#x} of {path} is a deleted file; mapped deleted files are not supported yet")]
+    DeletedMapping {
+        pid: i32,
+        start: u64,
+        end: u64,
+        path: String,
+    },
+    #[error("pid {pid}: PAGEMAP_SCAN over {start:#x}-{end:#x} failed (needs Linux 6.7+; see `stasis check`)")]
+    Scan {
+        pid: i32,
+        start: u64,
+        end: u64,
+        #[source]
+        source: Errno,
+    },
+    #[error("pid {pid}: cannot open {path}")]
+    Open {
+        pid: i32,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("pid {pid}: reading memory at {addr:#x} (+{len} bytes) failed")]
+    Read {
+        pid: i32,
+        addr: u64,
+        len: usize,
+        #[source]
+        source: Errno,
+    },
+    #[error("pid {pid}: writing memory at {addr:#x} (+{len} bytes) failed")]
+    Write {
+        pid: i32,
+        addr: u64,
+        len: usize,
+        #[source]
+        source: Errno,
+    },
+    #[error(transparent)]
+    Image(#[from] stasis_image::ImageError),
+    #[error(transparent)]
+    Tracee(#[from] TraceeError),
+    #[error("pid {pid}: restoring the mapping {start:#x}-{end:#x} ({what})")]
+    Map {
+        pid: i32,
+        start: u64,
+        end: u64,
+        what: String,
+        #[source]
+        source: TraceeError,
+    },
+    #[error("{path}: page run at {vaddr:#x} (offset {offset}) is corrupt (checksum mismatch)")]
+    Corrupt {
+        path: PathBuf,
+        vaddr: u64,
+        offset: u64,
+    },
+    #[error("{path}: page run at {vaddr:#x} lies outside the page file or any mapping")]
+    BadRun { path: PathBuf, vaddr: u64 },
+    #[error("the image's {name} is {saved} bytes but this kernel's is {here}; restoring across different vDSO layouts is not supported yet")]
+    VdsoMismatch { name: String, saved: u64, here: u64 },
+    #[error("pid {pid}: the kernel seals [vdso]/[vvar] (CONFIG_MSEAL_SYSTEM_MAPPINGS), so they cannot be moved to their saved addresses")]
+    Sealed { pid: i32 },
+}
+
+type Result<T, E = MemoryError> = std::result::Result<T, E>;
+
+/// Largest run a single page-index entry (and checksum) covers: 1 MiB.
+const RUN_PAGES: u64 = 256;
+/// Bytes read from the process per batch.
+const BATCH_BYTES: usize = 8 << 20;
+
+/// Decide how each VMA is saved and recreated.
+pub fn classify(pid: i32, smaps: &[SmapsEntry]) -> Result<Vec<VmaEntry>> {
+    let mut out = Vec::with_capacity(smaps.len());
+    for s in smaps {
+        let m = &s.map;
+        let path = m.path.clone();
+        let special = match path.as_deref() {
+            Some("[vdso]") => Some(VmaKind::Vdso),
+            Some("[vvar]") => Some(VmaKind::Vvar),
+            Some("[vvar_vclock]") => Some(VmaKind::VvarVclock),
+            Some("[vsyscall]") => Some(VmaKind::Vsyscall),
+            _ => None,
+        };
+        let kind = if let Some(k) = special {
+            k
+        } else if m.inode == 0 {
+            // [heap], [stack], [anon:name] and nameless mappings; MAP_SHARED|MAP_ANONYMOUS
+            // shows up as "/dev/zero (deleted)" with an inode, handled below.
+            if m.shared {
+                VmaKind::SharedAnon
+            } else {
+                VmaKind::Anon
+            }
+        } else if m.shared {
+            let p = path.as_deref().unwrap_or("");
+            if p == "/dev/zero" || p.starts_with("/SYSV") {
+                VmaKind::SharedAnon
+            } else if m.deleted {
+                return Err(MemoryError::DeletedMapping {
+                    pid,
+                    start: m.start,
+                    end: m.end,
+                    path: p.to_string(),
+                });
+            } else {
+                VmaKind::FileShared
+            }
+        } else if m.deleted {
+            return Err(MemoryError::DeletedMapping {
+                pid,
+                start: m.start,
+                end: m.end,
+                path: path.clone().unwrap_or_default(),
+            });
+        } else {
+            VmaKind::FilePrivate
+        };
+        let mut prot = 0;
+        if m.read {
+            prot |= libc::PROT_READ as u32;
+        }
+        if m.write {
+            prot |= libc::PROT_WRITE as u32;
+        }
+        if m.exec {
+            prot |= libc::PROT_EXEC as u32;
+        }
+        let mut flags = if m.shared {
+            libc::MAP_SHARED
+        } else {
+            libc::MAP_PRIVATE
+        } as u32;
+        if matches!(kind, VmaKind::Anon | VmaKind::SharedAnon) {
+            flags |= libc::MAP_ANONYMOUS as u32;
+        }
+        if s.vm_flags.has("gd") {
+            flags |= libc::MAP_GROWSDOWN as u32;
+        }
+        out.push(VmaEntry {
+            start: m.start,
+            end: m.end,
+            prot,
+            flags,
+            kind,
+            pgoff: m.offset,
+            path,
+            file_id: None,
+            vm_flags: s
+                .vm_flags
+                .0
+                .iter()
+                .map(|f| String::from_utf8_lossy(f).into_owned())
+                .collect(),
+        });
+    }
+    Ok(out)
+}
+
+/// Which pages of a VMA the image must hold.
+fn query_for(kind: VmaKind) -> Option<ScanQuery> {
+    use pagemap::*;
+    let present = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+    match kind {
+        VmaKind::Anon | VmaKind::FilePrivate => Some(ScanQuery {
+            inverted: PAGE_IS_FILE | PAGE_IS_PFNZERO,
+            required: PAGE_IS_FILE | PAGE_IS_PFNZERO,
+            anyof: present,
+            returned: present | PAGE_IS_FILE | PAGE_IS_PFNZERO,
+        }),
+        VmaKind::SharedAnon => Some(ScanQuery {
+            inverted: 0,
+            required: 0,
+            anyof: present,
+            returned: present,
+        }),
+        _ => None,
+    }
+}
+
+/// The page ranges of `vmas` to save, in address order, with whether each is readable.
+pub fn pages_to_save(pid: i32, vmas: &[VmaEntry]) -> Result<Vec<(PageRegion, bool)>> {
+    let path = PathBuf::from(format!("/proc/{pid}/pagemap"));
+    let f = std::fs::File::open(&path).map_err(|source| MemoryError::Open {
+        pid,
+        path: path.clone(),
+        source,
+    })?;
+    let mut out = Vec::new();
+    let mut regions = Vec::new();
+    for v in vmas {
+        let Some(q) = query_for(v.kind) else { continue };
+        regions.clear();
+        pagemap::scan(&f, v.start, v.end, q, &mut regions).map_err(|source| {
+            MemoryError::Scan {
+                pid,
+                start: v.start,
+                end: v.end,
+                source,
+            }
+        })?;
+        let readable = v.prot & libc::PROT_READ as u32 != 0;
+        out.extend(regions.iter().map(|r| (*r, readable)));
+    }
+    Ok(out)
+}
+
+/// Statistics of a page dump.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PagesStats {
+    pub pages: u64,
+    pub bytes: u64,
+}
+
+/// Copy the pages of `regions` from `pid` into `writer`, building the page index.
+pub fn dump_pages(
+    t: &impl Tracee,
+    pid: i32,
+    regions: &[(PageRegion, bool)],
+    writer: &mut PagesWriter,
+    index: &mut PageIndexEntry,
+) -> Result<PagesStats> {
+    let mut buf = vec![0u8; BATCH_BYTES];
+    let mut batch: Vec<(u64, usize)> = Vec::new();
+    let mut stats = PagesStats::default();
+    // Split every region into runs of at most RUN_PAGES, then batch runs into reads.
+    let mut runs: Vec<(u64, u64, bool)> = Vec::new();
+    for (r, readable) in regions {
+        let mut a = r.start;
+        while a < r.end {
+            let e = (a + RUN_PAGES * PAGE_SIZE).min(r.end);
+            runs.push((a, e, *readable));
+            a = e;
+        }
+    }
+    let mut i = 0;
+    while i < runs.len() {
+        batch.clear();
+        let mut used = 0usize;
+        let readable = runs[i].2;
+        while i < runs.len() && runs[i].2 == readable && batch.len() < mem::IOV_MAX {
+            let len = (runs[i].1 - runs[i].0) as usize;
+            if used + len > buf.len() {
+                break;
+            }
+            batch.push((runs[i].0, len));
+            used += len;
+            i += 1;
+        }
+        let data = &mut buf[..used];
+        if readable {
+            let n = mem::read_ranges(Pid::from_raw(pid), data, &batch).map_err(|source| {
+                MemoryError::Read {
+                    pid,
+                    addr: batch[0].0,
+                    len: used,
+                    source,
+                }
+            })?;
+            if n != used {
+                // A short read means a fault inside the batch: fall back to /proc/PID/mem.
+                let mut off = 0;
+                for &(addr, len) in &batch {
+                    t.read_mem(addr, &mut data[off..off + len])?;
+                    off += len;
+                }
+            }
+        } else {
+            let mut off = 0;
+            for &(addr, len) in &batch {
+                t.read_mem(addr, &mut data[off..off + len])?;
+                off += len;
+            }
+        }
+        let start = writer.append(data)?;
+        let mut off = 0usize;
+        for &(addr, len) in &batch {
+            index.runs.push(PageRun {
+                vaddr: addr,
+                pages: (len as u64 / PAGE_SIZE) as u32,
+                offset: start + off as u64,
+                crc32c: stasis_image::checksum(&data[off..off + len]),
+            });
+            off += len;
+        }
+        stats.pages += (used as u64) / PAGE_SIZE;
+        stats.bytes += used as u64;
+    }
+    Ok(stats)
+}
+
+/// Where a special mapping is in the skeleton and where the image wants it.
+#[derive(Debug, Clone, Copy)]
+pub struct SpecialMove {
+    pub kind: VmaKind,
+    pub from: u64,
+    pub to: u64,
+    pub len: u64,
+}
+
+/// Plan moving the skeleton's [vvar]/[vvar_vclock]/[vdso] to the image's addresses.
+pub fn plan_specials(here: &[VmaEntry], saved: &[VmaEntry]) -> Result<Vec<SpecialMove>> {
+    let mut moves = Vec::new();
+    for kind in [VmaKind::Vvar, VmaKind::VvarVclock, VmaKind::Vdso] {
+        let h = here.iter().find(|v| v.kind == kind);
+        let s = saved.iter().find(|v| v.kind == kind);
+        match (h, s) {
+            (Some(h), Some(s)) => {
+                if h.len() != s.len() {
+                    return Err(MemoryError::VdsoMismatch {
+                        name: format!("{kind:?}"),
+                        saved: s.len(),
+                        here: h.len(),
+                    });
+                }
+                moves.push(SpecialMove {
+                    kind,
+                    from: h.start,
+                    to: s.start,
+                    len: h.len(),
+                });
+            }
+            (None, None) => {}
+            (h, s) => {
+                return Err(MemoryError::VdsoMismatch {
+                    name: format!("{kind:?}"),
+                    saved: s.map_or(0, |v| v.len()),
+                    here: h.map_or(0, |v| v.len()),
+                })
+            }
+        }
+    }
+    Ok(moves)
+}
+
+/// A free range of `len` bytes in the image's layout, avoiding `also` (addresses in use now).
+pub fn free_range(saved: &[VmaEntry], also: &[(u64, u64)], len: u64, from: u64) -> Option<u64> {
+    let mut used: Vec<(u64, u64)> = saved.iter().map(|v| (v.start, v.end)).collect();
+    used.extend_from_slice(also);
+    used.sort();
+    let mut cand = from;
+    for (s, e) in used {
+        if e <= cand {
+            continue;
+        }
+        if s >= cand + len {
+            return Some(cand);
+        }
+        cand = cand.max(e);
+    }
+    (cand + len <= TASK_SIZE).then_some(cand)
+}
+
+/// Top of the x86_64 4-level user address space.
+pub const TASK_SIZE: u64 = 0x7fff_ffff_f000;
+
+/// Move the skeleton's special mappings to the image's addresses: each piece goes to a free
+/// temporary place first when its target overlaps where any piece is now. Returns the new vDSO
+/// start.
+pub fn move_specials(t: &mut impl Tracee, moves: &[SpecialMove], saved: &[VmaEntry]) -> Result<()> {
+    let pid = t.pid();
+    let now: Vec<(u64, u64)> = moves.iter().map(|m| (m.from, m.from + m.len)).collect();
+    let overlaps = moves.iter().any(|m| {
+        now.iter()
+            .any(|&(s, e)| m.to < e && s < m.to + m.len && (m.to != s))
+    });
+    let mut cur: Vec<u64> = moves.iter().map(|m| m.from).collect();
+    if overlaps {
+        let total: u64 = moves.iter().map(|m| m.len).sum();
+        let tmp = free_range(saved, &now, total, 0x1_0000_0000).ok_or(MemoryError::VdsoMismatch {
+            name: "free space for the vDSO move".into(),
+            saved: total,
+            here: 0,
+        })?;
+        let mut at = tmp;
+        for (i, m) in moves.iter().enumerate() {
+            mremap(t, cur[i], m.len, at).map_err(|e| seal_or(pid, m, e))?;
+            cur[i] = at;
+            at += m.len;
+        }
+    }
+    for (i, m) in moves.iter().enumerate() {
+        if cur[i] != m.to {
+            mremap(t, cur[i], m.len, m.to).map_err(|e| seal_or(pid, m, e))?;
+        }
+    }
+    Ok(())
+}
+
+fn seal_or(pid: i32, m: &SpecialMove, e: TraceeError) -> MemoryError {
+    if let TraceeError::Syscall {
+        source: Errno::EPERM,
+        ..
+    } = e
+    {
+        return MemoryError::Sealed { pid };
+    }
+    MemoryError::Map {
+        pid,
+        start: m.to,
+        end: m.to + m.len,
+        what: format!("moving {:?}", m.kind),
+        source: e,
+    }
+}
+
+fn mremap(t: &mut impl Tracee, from: u64, len: u64, to: u64) -> Result<u64, TraceeError> {
+    t.syscall(
+        "mremap",
+        libc::SYS_mremap,
+        [
+            from,
+            len,
+            len,
+            (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64,
+            to,
+            0,
+        ],
+    )
+}
+
+/// Map one saved VMA at its address. `fd` is the tracee's fd of the mapped file.
+pub fn map_vma(t: &mut impl Tracee, v: &VmaEntry, fd: Option<i32>) -> Result<()> {
+    let pid = t.pid();
+    let mut flags = v.flags as u64 | libc::MAP_FIXED as u64;
+    let (fd, off) = match fd {
+        Some(fd) => (fd as u64, v.pgoff),
+        None => (u64::MAX, 0),
+    };
+    if v.flags & libc::MAP_ANONYMOUS as u32 != 0 {
+        flags |= libc::MAP_ANONYMOUS as u64;
+    }
+    t.syscall(
+        "mmap",
+        libc::SYS_mmap,
+        [v.start, v.len(), v.prot as u64, flags, fd, off],
+    )
+    .map_err(|source| MemoryError::Map {
+        pid,
+        start: v.start,
+        end: v.end,
+        what: format!("{:?} {}", v.kind, v.path.as_deref().unwrap_or("")),
+        source,
+    })?;
+    Ok(())
+}
+
+/// Write the saved pages of `index` into the process. `pages` is the page file's bytes.
+pub fn restore_pages(
+    t: &mut impl Tracee,
+    vmas: &[VmaEntry],
+    index: &PageIndexEntry,
+    pages: &[u8],
+    path: &std::path::Path,
+) -> Result<PagesStats> {
+    let pid = t.pid();
+    let mut stats = PagesStats::default();
+    let mut local: Vec<&[u8]> = Vec::new();
+    let mut remote: Vec<(u64, usize)> = Vec::new();
+    let mut pending = 0usize;
+    let mut vi = 0;
+    let flush = |local: &mut Vec<&[u8]>, remote: &mut Vec<(u64, usize)>, pending: &mut usize| {
+        if remote.is_empty() {
+            return Ok(());
+        }
+        let n = mem::write_ranges(Pid::from_raw(pid), local, remote).map_err(|source| {
+            MemoryError::Write {
+                pid,
+                addr: remote[0].0,
+                len: *pending,
+                source,
+            }
+        })?;
+        if n != *pending {
+            return Err(MemoryError::Write {
+                pid,
+                addr: remote[0].0,
+                len: *pending,
+                source: Errno::EFAULT,
+            });
+        }
+        local.clear();
+        remote.clear();
+        *pending = 0;
+        Ok(())
+    };
+    for run in &index.runs {
+        let len = run.pages as usize * PAGE_SIZE as usize;
+        let off = run.offset as usize;
+        let Some(data) = pages.get(off..off + len) else {
+            return Err(MemoryError::BadRun {
+                path: path.to_path_buf(),
+                vaddr: run.vaddr,
+            });
+        };
+        if stasis_image::checksum(data) != run.crc32c {
+            return Err(MemoryError::Corrupt {
+                path: path.to_path_buf(),
+                vaddr: run.vaddr,
+                offset: run.offset,
+            });
+        }
+        while vi < vmas.len() && vmas[vi].end <= run.vaddr {
+            vi += 1;
+        }
+        let Some(v) = vmas.get(vi).filter(|v| v.start <= run.vaddr && run.vaddr + len as u64 <= v.end) else {
+            return Err(MemoryError::BadRun {
+                path: path.to_path_buf(),
+                vaddr: run.vaddr,
+            });
+        };
+        if v.prot & libc::PROT_WRITE as u32 != 0 {
+            if remote.len() == mem::IOV_MAX || pending + len > BATCH_BYTES * 4 {
+                flush(&mut local, &mut remote, &mut pending)?;
+            }
+            local.push(data);
+            remote.push((run.vaddr, len));
+            pending += len;
+        } else {
+            t.write_mem(run.vaddr, data)?;
+        }
+        stats.pages += run.pages as u64;
+        stats.bytes += len as u64;
+    }
+    flush(&mut local, &mut remote, &mut pending)?;
+    Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vma(start: u64, end: u64, kind: VmaKind) -> VmaEntry {
+        VmaEntry {
+            start,
+            end,
+            prot: 3,
+            flags: 2,
+            kind,
+            pgoff: 0,
+            path: None,
+            file_id: None,
+            vm_flags: vec![],
+        }
+    }
+
+    #[test]
+    fn free_range_finds_gaps() {
+        let saved = [vma(0x10000, 0x20000, VmaKind::Anon), vma(0x30000, 0x40000, VmaKind::Anon)];
+        assert_eq!(free_range(&saved, &[], 0x1000, 0x10000), Some(0x20000));
+        assert_eq!(free_range(&saved, &[(0x20000, 0x30000)], 0x1000, 0x10000), Some(0x40000));
+        assert_eq!(free_range(&saved, &[], 0x20000, 0x10000), Some(0x40000));
+    }
+
+    #[test]
+    fn specials_must_match_in_size() {
+        let here = [vma(0x1000, 0x3000, VmaKind::Vdso)];
+        let saved = [vma(0x5000, 0x8000, VmaKind::Vdso)];
+        assert!(matches!(
+            plan_specials(&here, &saved),
+            Err(MemoryError::VdsoMismatch { .. })
+        ));
+        let saved = [vma(0x5000, 0x7000, VmaKind::Vdso)];
+        let m = plan_specials(&here, &saved).unwrap();
+        assert_eq!((m[0].from, m[0].to, m[0].len), (0x1000, 0x5000, 0x2000));
+    }
+}

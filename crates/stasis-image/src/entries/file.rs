@@ -1,0 +1,69 @@
+//! The file table: every open file description of the image once, and each process's fds as
+//! references into it (so fds sharing one description stay shared).
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilesEntry {
+    pub files: Vec<FileEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub id: u32,
+    /// Open flags (O_ACCMODE, O_APPEND, O_NONBLOCK, ...), as fdinfo shows them.
+    pub flags: u32,
+    /// File offset.
+    pub pos: u64,
+    pub kind: FileKindEntry,
+}
+
+/// Fd-type ids are part of the format: tags never change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum FileKindEntry {
+    /// A file, directory or device reopened by path.
+    Path {
+        path: String,
+        /// st_mode, to notice a path that became something else.
+        mode: u32,
+        /// File size at dump time (regular files), to notice truncation.
+        #[serde(default)]
+        size: u64,
+    },
+    /// A regular file unlinked while open: recreated from its saved contents.
+    Deleted {
+        path: String,
+        mode: u32,
+        content: BlobRef,
+    },
+    /// A memfd: recreated with the same name and contents.
+    Memfd {
+        name: String,
+        content: BlobRef,
+        #[serde(default)]
+        seals: u32,
+    },
+    /// Something outside the dumped tree (a terminal, a pipe or socket of the parent shell):
+    /// restore connects it to the restore command's own fd of the same number.
+    External {
+        /// What it was, e.g. `/dev/pts/3` or `pipe:[123]`.
+        what: String,
+    },
+}
+
+/// Raw bytes kept in a `blob-N` file of the image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobRef {
+    pub file: String,
+    pub len: u64,
+    pub crc32c: u32,
+}
+
+/// One descriptor of a process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdEntry {
+    pub fd: i32,
+    pub cloexec: bool,
+    pub file_id: u32,
+}

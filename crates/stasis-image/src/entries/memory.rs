@@ -1,0 +1,81 @@
+//! Address-space layout (VMAs) and the page index over the raw page files.
+
+use serde::{Deserialize, Serialize};
+
+/// What backs a VMA, which decides how restore recreates it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VmaKind {
+    /// Private anonymous memory (heap, stacks, mmap(MAP_ANONYMOUS|MAP_PRIVATE)).
+    Anon,
+    /// A private mapping of a file: remapped from the file, written pages from the image.
+    FilePrivate,
+    /// A shared mapping of a file: remapped from the file, which holds the data.
+    FileShared,
+    /// MAP_SHARED|MAP_ANONYMOUS (shmem): recreated and filled from the image.
+    SharedAnon,
+    Vdso,
+    Vvar,
+    VvarVclock,
+    Vsyscall,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmaEntry {
+    pub start: u64,
+    pub end: u64,
+    /// PROT_* bits.
+    pub prot: u32,
+    /// MAP_* bits restore passes to mmap (MAP_SHARED/MAP_PRIVATE, MAP_GROWSDOWN, ...).
+    pub flags: u32,
+    pub kind: VmaKind,
+    /// File offset of `start` for file mappings.
+    #[serde(default)]
+    pub pgoff: u64,
+    /// The mapped file's path as /proc showed it (also for anonymous names like `[heap]`).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// The file-table id of the mapped file, for file mappings.
+    #[serde(default)]
+    pub file_id: Option<u32>,
+    /// The smaps VmFlags, for `show` and for madvise-level state restore cares about.
+    #[serde(default)]
+    pub vm_flags: Vec<String>,
+}
+
+impl VmaEntry {
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+    pub fn is_empty(&self) -> bool {
+        self.end == self.start
+    }
+}
+
+/// A run of consecutive pages stored contiguously in the process's page file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageRun {
+    /// Virtual address of the first page.
+    pub vaddr: u64,
+    /// Number of pages.
+    pub pages: u32,
+    /// Byte offset of the first page in the page file.
+    pub offset: u64,
+    /// crc32c of the run's bytes.
+    pub crc32c: u32,
+}
+
+/// The page index of one process. Runs are sorted by address and never overlap.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageIndexEntry {
+    pub pid: i32,
+    /// Name of the page file inside the image directory.
+    pub pages_file: String,
+    pub runs: Vec<PageRun>,
+}
+
+impl PageIndexEntry {
+    pub fn total_pages(&self) -> u64 {
+        self.runs.iter().map(|r| r.pages as u64).sum()
+    }
+}

@@ -1,0 +1,16 @@
+//! On-disk entry types (`XxxEntry`). Field names are the format: add fields as `Option` or
+//! `#[serde(default)]`, never rename or renumber.
+
+pub mod file;
+pub mod inventory;
+pub mod memory;
+pub mod process;
+pub mod signal;
+pub mod thread;
+
+pub use file::{FdEntry, FileEntry, FileKindEntry, FilesEntry, BlobRef};
+pub use inventory::InventoryEntry;
+pub use memory::{PageIndexEntry, PageRun, VmaEntry, VmaKind};
+pub use process::{CredsEntry, MmEntry, ProcessEntry, RlimitEntry};
+pub use signal::{ItimerEntry, SigactionEntry, SiginfoEntry};
+pub use thread::{AltStackEntry, RegsEntry, RseqEntry, ThreadEntry};

@@ -1,0 +1,67 @@
+//! One process: identity, tree position, mm fields, credentials, limits, and pointers to
+//! everything else it owns (threads, VMAs, fds, signal state).
+
+use crate::entries::{FdEntry, ItimerEntry, SigactionEntry, SiginfoEntry, ThreadEntry, VmaEntry};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessEntry {
+    pub pid: i32,
+    pub ppid: i32,
+    pub pgid: i32,
+    pub sid: i32,
+    /// /proc/PID/comm.
+    pub comm: String,
+    /// /proc/PID/exe target.
+    pub exe: String,
+    pub cwd: String,
+    pub root: String,
+    pub umask: u32,
+    pub personality: u32,
+    pub creds: CredsEntry,
+    pub rlimits: Vec<RlimitEntry>,
+    pub mm: MmEntry,
+    pub vmas: Vec<VmaEntry>,
+    pub threads: Vec<ThreadEntry>,
+    pub sigactions: Vec<SigactionEntry>,
+    pub itimers: Vec<ItimerEntry>,
+    /// The process-wide (shared) pending signal queue.
+    pub shared_pending: Vec<SiginfoEntry>,
+    pub fds: Vec<FdEntry>,
+    /// The process was in a job-control stop at dump time and must stay stopped.
+    #[serde(default)]
+    pub stopped: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredsEntry {
+    /// real, effective, saved, fs
+    pub uid: [u32; 4],
+    pub gid: [u32; 4],
+    pub groups: Vec<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RlimitEntry {
+    pub resource: u32,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// The `mm_struct` fields `PR_SET_MM_MAP` restores.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MmEntry {
+    pub start_code: u64,
+    pub end_code: u64,
+    pub start_data: u64,
+    pub end_data: u64,
+    pub start_brk: u64,
+    pub brk: u64,
+    pub start_stack: u64,
+    pub arg_start: u64,
+    pub arg_end: u64,
+    pub env_start: u64,
+    pub env_end: u64,
+    /// The auxiliary vector as (type, value) words, without the AT_NULL terminator.
+    pub auxv: Vec<u64>,
+}

@@ -1,0 +1,56 @@
+//! Errors of reading and writing image files; each names the file and the offset at fault.
+
+use crate::header::{FileKind, FormatVersion};
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("cannot {op} {path}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a stasis image file (bad magic); is this the right directory?")]
+    BadMagic { path: PathBuf },
+    #[error("{path} holds a {found:?} file where a {expected:?} file was expected")]
+    WrongKind {
+        path: PathBuf,
+        expected: FileKind,
+        found: u16,
+    },
+    #[error("{path} has format version {found}, this stasis reads {supported} at most; use a newer stasis")]
+    NewerVersion {
+        path: PathBuf,
+        found: FormatVersion,
+        supported: FormatVersion,
+    },
+    #[error("{path} is truncated at byte {offset} (expected {wanted} more bytes); the image is incomplete")]
+    Truncated {
+        path: PathBuf,
+        offset: u64,
+        wanted: u64,
+    },
+    #[error("{path}: checksum mismatch in the record at byte {offset}; the image is corrupt")]
+    Checksum { path: PathBuf, offset: u64 },
+    #[error("{path}: the record at byte {offset} claims {len} bytes, more than the {max} allowed; the image is corrupt")]
+    TooLarge {
+        path: PathBuf,
+        offset: u64,
+        len: u64,
+        max: u64,
+    },
+    #[error("{path}: cannot decode the record at byte {offset}: {reason}")]
+    Decode {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+    #[error("{path}: trailing bytes after the last record at byte {offset}")]
+    Trailing { path: PathBuf, offset: u64 },
+    #[error("{path}: missing from the image")]
+    Missing { path: PathBuf },
+    #[error("cannot encode a record for {path}: {reason}")]
+    Encode { path: PathBuf, reason: String },
+}

@@ -1,0 +1,415 @@
+//! Reading and writing the files of an image directory. Writers create files, readers verify
+//! header, version, framing and checksums before handing out a value.
+
+use crate::entries::{BlobRef, FilesEntry, InventoryEntry, PageIndexEntry, ProcessEntry};
+use crate::frame::{decode_frame, encode_frame, FrameError, MAX_RECORD};
+use crate::header::{FileKind, Header, CURRENT_VERSION, HEADER_LEN, PAGES_DATA_OFFSET};
+use crate::ImageError;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ImageError + 'a {
+    move |source| ImageError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Check a header against the kind wanted and the versions this build reads.
+fn check_header(path: &Path, bytes: &[u8], kind: FileKind) -> Result<(), ImageError> {
+    if bytes.len() < HEADER_LEN {
+        if bytes.len() < 8 || bytes[..8] == crate::MAGIC[..] {
+            return Err(ImageError::Truncated {
+                path: path.to_path_buf(),
+                offset: bytes.len() as u64,
+                wanted: (HEADER_LEN - bytes.len()) as u64,
+            });
+        }
+        return Err(ImageError::BadMagic {
+            path: path.to_path_buf(),
+        });
+    }
+    let h = Header::decode(bytes).ok_or_else(|| ImageError::BadMagic {
+        path: path.to_path_buf(),
+    })?;
+    if h.kind != kind as u16 {
+        return Err(ImageError::WrongKind {
+            path: path.to_path_buf(),
+            expected: kind,
+            found: h.kind,
+        });
+    }
+    if h.version.major != CURRENT_VERSION.major || h.version.minor > CURRENT_VERSION.minor {
+        return Err(ImageError::NewerVersion {
+            path: path.to_path_buf(),
+            found: h.version,
+            supported: CURRENT_VERSION,
+        });
+    }
+    Ok(())
+}
+
+/// Write one record as the file `dir/name` (created, never overwritten) and fsync it.
+pub fn write_record_file<T: Serialize>(
+    dir: &Path,
+    name: &str,
+    kind: FileKind,
+    rec: &T,
+) -> Result<u64, ImageError> {
+    let path = dir.join(name);
+    let mut payload = Vec::new();
+    ciborium::into_writer(rec, &mut payload).map_err(|e| ImageError::Encode {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    if payload.len() as u64 > MAX_RECORD {
+        return Err(ImageError::Encode {
+            path,
+            reason: format!("record of {} bytes exceeds the {MAX_RECORD}-byte limit", payload.len()),
+        });
+    }
+    let mut buf = Vec::with_capacity(HEADER_LEN + payload.len() + 8);
+    buf.extend_from_slice(&Header::new(kind).encode());
+    encode_frame(&payload, &mut buf);
+    let mut f = File::options()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(io("create", &path))?;
+    f.write_all(&buf).map_err(io("write", &path))?;
+    f.sync_all().map_err(io("fsync", &path))?;
+    Ok(buf.len() as u64)
+}
+
+/// Read and verify the single-record file at `path`.
+pub fn read_record_file<T: DeserializeOwned>(path: &Path, kind: FileKind) -> Result<T, ImageError> {
+    let mut bytes = Vec::new();
+    match File::open(path) {
+        Ok(mut f) => f.read_to_end(&mut bytes).map_err(io("read", path))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ImageError::Missing {
+                path: path.to_path_buf(),
+            })
+        }
+        Err(e) => return Err(io("open", path)(e)),
+    };
+    check_header(path, &bytes, kind)?;
+    let (payload, used) = decode_frame(&bytes[HEADER_LEN..]).map_err(|e| match e {
+        FrameError::Truncated { wanted } => ImageError::Truncated {
+            path: path.to_path_buf(),
+            offset: bytes.len() as u64,
+            wanted,
+        },
+        FrameError::TooLarge { len } => ImageError::TooLarge {
+            path: path.to_path_buf(),
+            offset: HEADER_LEN as u64,
+            len,
+            max: MAX_RECORD,
+        },
+        FrameError::Checksum => ImageError::Checksum {
+            path: path.to_path_buf(),
+            offset: HEADER_LEN as u64,
+        },
+    })?;
+    if HEADER_LEN + used != bytes.len() {
+        return Err(ImageError::Trailing {
+            path: path.to_path_buf(),
+            offset: (HEADER_LEN + used) as u64,
+        });
+    }
+    ciborium::from_reader(payload).map_err(|e| ImageError::Decode {
+        path: path.to_path_buf(),
+        offset: HEADER_LEN as u64,
+        reason: e.to_string(),
+    })
+}
+
+/// Streams raw pages into `pages-PID`: a header padded to [`PAGES_DATA_OFFSET`], then pages.
+pub struct PagesWriter {
+    file: File,
+    path: PathBuf,
+    offset: u64,
+}
+
+impl PagesWriter {
+    pub fn create(dir: &Path, name: &str) -> Result<PagesWriter, ImageError> {
+        let path = dir.join(name);
+        let mut file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io("create", &path))?;
+        let mut head = vec![0u8; PAGES_DATA_OFFSET as usize];
+        head[..HEADER_LEN].copy_from_slice(&Header::new(FileKind::Pages).encode());
+        file.write_all(&head).map_err(io("write", &path))?;
+        Ok(PagesWriter {
+            file,
+            path,
+            offset: PAGES_DATA_OFFSET,
+        })
+    }
+
+    /// Append bytes; returns the offset they start at.
+    pub fn append(&mut self, data: &[u8]) -> Result<u64, ImageError> {
+        let at = self.offset;
+        self.file.write_all(data).map_err(io("write", &self.path))?;
+        self.offset += data.len() as u64;
+        Ok(at)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes written so far, header included.
+    pub fn len(&self) -> u64 {
+        self.offset
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.offset == PAGES_DATA_OFFSET
+    }
+
+    /// fsync and close.
+    pub fn finish(self) -> Result<u64, ImageError> {
+        self.file.sync_all().map_err(io("fsync", &self.path))?;
+        Ok(self.offset)
+    }
+}
+
+/// Open a page file and verify its header; returns the file and its length.
+pub fn read_pages_header(path: &Path) -> Result<(File, u64), ImageError> {
+    let mut f = File::open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            ImageError::Missing {
+                path: path.to_path_buf(),
+            }
+        } else {
+            io("open", path)(e)
+        }
+    })?;
+    let mut head = [0u8; HEADER_LEN];
+    let n = read_full(&mut f, &mut head).map_err(io("read", path))?;
+    check_header(path, &head[..n], FileKind::Pages)?;
+    let len = f.metadata().map_err(io("stat", path))?.len();
+    Ok((f, len))
+}
+
+fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// Write raw bytes as `dir/name` (header + data), fsync, and describe them.
+pub fn write_blob(dir: &Path, name: &str, data: &[u8]) -> Result<BlobRef, ImageError> {
+    let path = dir.join(name);
+    let mut f = File::options()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(io("create", &path))?;
+    f.write_all(&Header::new(FileKind::Blob).encode())
+        .map_err(io("write", &path))?;
+    f.write_all(data).map_err(io("write", &path))?;
+    f.sync_all().map_err(io("fsync", &path))?;
+    Ok(BlobRef {
+        file: name.to_string(),
+        len: data.len() as u64,
+        crc32c: crate::checksum(data),
+    })
+}
+
+/// Read and verify a blob of the image in `dir`.
+pub fn read_blob(dir: &Path, blob: &BlobRef) -> Result<Vec<u8>, ImageError> {
+    let path = dir.join(&blob.file);
+    let mut bytes = Vec::new();
+    File::open(&path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(io("read", &path))?;
+    check_header(&path, &bytes, FileKind::Blob)?;
+    let data = bytes.split_off(HEADER_LEN);
+    if (data.len() as u64) < blob.len {
+        return Err(ImageError::Truncated {
+            path,
+            offset: (HEADER_LEN + data.len()) as u64,
+            wanted: blob.len - data.len() as u64,
+        });
+    }
+    if data.len() as u64 != blob.len || crate::checksum(&data) != blob.crc32c {
+        return Err(ImageError::Checksum {
+            path,
+            offset: HEADER_LEN as u64,
+        });
+    }
+    Ok(data)
+}
+
+/// A whole image's metadata, loaded and verified (pages are verified when they are used).
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub dir: PathBuf,
+    pub inventory: InventoryEntry,
+    pub processes: Vec<ProcessEntry>,
+    pub files: FilesEntry,
+    pub pagemaps: Vec<PageIndexEntry>,
+}
+
+impl Image {
+    pub const INVENTORY: &'static str = "inventory";
+    pub const FILES: &'static str = "files";
+
+    pub fn process_file(pid: i32) -> String {
+        format!("process-{pid}")
+    }
+    pub fn pagemap_file(pid: i32) -> String {
+        format!("pagemap-{pid}")
+    }
+    pub fn pages_file(pid: i32) -> String {
+        format!("pages-{pid}")
+    }
+
+    /// Load every record of the image in `dir`, verifying each.
+    pub fn open(dir: &Path) -> Result<Image, ImageError> {
+        if !dir.is_dir() {
+            return Err(ImageError::Missing {
+                path: dir.to_path_buf(),
+            });
+        }
+        let inventory: InventoryEntry =
+            read_record_file(&dir.join(Self::INVENTORY), FileKind::Inventory)?;
+        let files: FilesEntry = read_record_file(&dir.join(Self::FILES), FileKind::Files)?;
+        let mut processes = Vec::new();
+        let mut pagemaps = Vec::new();
+        for &pid in &inventory.pids {
+            processes.push(read_record_file(
+                &dir.join(Self::process_file(pid)),
+                FileKind::Process,
+            )?);
+            pagemaps.push(read_record_file(
+                &dir.join(Self::pagemap_file(pid)),
+                FileKind::PageIndex,
+            )?);
+        }
+        Ok(Image {
+            dir: dir.to_path_buf(),
+            inventory,
+            processes,
+            files,
+            pagemaps,
+        })
+    }
+
+    /// Read every page run of every process and check its checksum (what `show --verify`
+    /// and restore do before trusting pages).
+    pub fn verify_pages(&self) -> Result<u64, ImageError> {
+        let mut total = 0;
+        for pm in &self.pagemaps {
+            let path = self.dir.join(&pm.pages_file);
+            let (mut f, len) = read_pages_header(&path)?;
+            let mut buf = Vec::new();
+            for run in &pm.runs {
+                let n = run.pages as u64 * crate::PAGE_SIZE;
+                if run.offset + n > len {
+                    return Err(ImageError::Truncated {
+                        path,
+                        offset: len,
+                        wanted: run.offset + n - len,
+                    });
+                }
+                buf.resize(n as usize, 0);
+                use std::io::{Seek, SeekFrom};
+                f.seek(SeekFrom::Start(run.offset))
+                    .and_then(|_| f.read_exact(&mut buf))
+                    .map_err(io("read", &path))?;
+                if crate::checksum(&buf) != run.crc32c {
+                    return Err(ImageError::Checksum {
+                        path,
+                        offset: run.offset,
+                    });
+                }
+                total += n;
+            }
+        }
+        Ok(total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_file_roundtrip_and_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let inv = InventoryEntry {
+            stasis_version: "0.1.0".into(),
+            arch: "x86_64".into(),
+            kernel: "6.18".into(),
+            created_unix: 1,
+            root_pid: 42,
+            pids: vec![42],
+            xfeatures: 7,
+            parent: None,
+        };
+        write_record_file(dir.path(), "inventory", FileKind::Inventory, &inv).unwrap();
+        let path = dir.path().join("inventory");
+        let back: InventoryEntry = read_record_file(&path, FileKind::Inventory).unwrap();
+        assert_eq!(back, inv);
+
+        // wrong kind
+        let e = read_record_file::<InventoryEntry>(&path, FileKind::Process).unwrap_err();
+        assert!(matches!(e, ImageError::WrongKind { .. }), "{e}");
+
+        // a newer minor version is refused
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[12] = 9;
+        std::fs::write(&path, &bytes).unwrap();
+        let e = read_record_file::<InventoryEntry>(&path, FileKind::Inventory).unwrap_err();
+        assert!(e.to_string().contains("format version 1.9"), "{e}");
+        bytes[12] = 0;
+
+        // a flipped payload bit is a checksum error naming the file
+        let mut bad = bytes.clone();
+        bad[HEADER_LEN + 6] ^= 0x40;
+        std::fs::write(&path, &bad).unwrap();
+        let e = read_record_file::<InventoryEntry>(&path, FileKind::Inventory).unwrap_err();
+        assert!(matches!(e, ImageError::Checksum { .. }), "{e}");
+        assert!(e.to_string().contains("inventory"));
+
+        // truncation
+        std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
+        let e = read_record_file::<InventoryEntry>(&path, FileKind::Inventory).unwrap_err();
+        assert!(matches!(e, ImageError::Truncated { .. }), "{e}");
+
+        // not an image at all
+        std::fs::write(&path, b"hello world, this is text").unwrap();
+        let e = read_record_file::<InventoryEntry>(&path, FileKind::Inventory).unwrap_err();
+        assert!(matches!(e, ImageError::BadMagic { .. }), "{e}");
+    }
+
+    #[test]
+    fn blobs_and_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = write_blob(dir.path(), "blob-1", b"contents").unwrap();
+        assert_eq!(read_blob(dir.path(), &b).unwrap(), b"contents");
+        let mut bad = b.clone();
+        bad.crc32c ^= 1;
+        assert!(read_blob(dir.path(), &bad).is_err());
+
+        let mut w = PagesWriter::create(dir.path(), "pages-1").unwrap();
+        assert_eq!(w.append(&[7u8; 4096]).unwrap(), PAGES_DATA_OFFSET);
+        w.finish().unwrap();
+        let (_, len) = read_pages_header(&dir.path().join("pages-1")).unwrap();
+        assert_eq!(len, 8192);
+    }
+}

@@ -1,0 +1,78 @@
+//! `clone3` with `set_tid`: create a child process with a chosen PID.
+
+use crate::{Errno, Pid, SysResult};
+
+/// Which side of a successful [`clone_with_pid`] we are on.
+pub enum Forked {
+    Parent(Pid),
+    Child,
+}
+
+/// `clone3({.exit_signal = SIGCHLD, .set_tid = &pid, .set_tid_size = 1})`—Fork this process
+/// into a child whose PID (in our PID namespace) is `pid`. `EEXIST` means the PID is taken.
+/// See [clone3(2)](https://man7.org/linux/man-pages/man2/clone3.2.html).
+///
+/// The child shares nothing but a copy of the parent's memory: in a multi-threaded parent it may
+/// only call async-signal-safe functions before it is taken over or exits.
+pub fn clone_with_pid(pid: Pid) -> SysResult<Forked> {
+    let tid: libc::pid_t = pid.as_raw();
+    // SAFETY: an all-zero clone_args is valid (no flags, no pointers).
+    let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
+    args.exit_signal = libc::SIGCHLD as u64;
+    args.set_tid = &tid as *const libc::pid_t as u64;
+    args.set_tid_size = 1;
+    // SAFETY: without CLONE_VM the child gets a copy of our address space and continues on
+    // its own copy of this stack, like fork(2); `args` and `tid` outlive the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut libc::clone_args,
+            std::mem::size_of::<libc::clone_args>(),
+        )
+    };
+    match r {
+        -1 => Err(Errno::last()),
+        0 => Ok(Forked::Child),
+        child => Ok(Forked::Parent(Pid::from_raw(child as i32))),
+    }
+}
+
+/// `fork()`—A plain child (used for the intermediate process of `--detach`).
+pub fn fork() -> SysResult<Forked> {
+    // SAFETY: the caller keeps to async-signal-safe calls in the child, as documented above.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Parent { child } => Ok(Forked::Parent(child)),
+        nix::unistd::ForkResult::Child => Ok(Forked::Child),
+    }
+}
+
+/// Put the calling (child) process to sleep until a tracer takes it over: resets every signal
+/// disposition to default, unblocks all signals, then waits in `pause()` forever. Only
+/// async-signal-safe calls.
+pub fn child_park() -> ! {
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: resetting a disposition to SIG_DFL is async-signal-safe and passes no
+        // handler code.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    // SAFETY: an empty sigset built by sigemptyset, passed to sigprocmask, both
+    // async-signal-safe.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+    loop {
+        // SAFETY: pause(2) has no arguments.
+        unsafe { libc::pause() };
+    }
+}
+
+/// `_exit(code)`—Leave a forked child without running destructors.
+pub fn child_exit(code: i32) -> ! {
+    // SAFETY: _exit never returns and touches no shared state.
+    unsafe { libc::_exit(code) }
+}

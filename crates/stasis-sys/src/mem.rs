@@ -1,0 +1,79 @@
+//! Cross-process memory: `process_vm_readv`/`process_vm_writev` over many ranges at once.
+
+use crate::{Errno, Pid, SysResult};
+
+/// Read the remote ranges `remote` (address, length) of `pid` into `local`, which must be at
+/// least as long as their sum. Returns the bytes read (short on a fault inside a range).
+/// See [process_vm_readv(2)](https://man7.org/linux/man-pages/man2/process_vm_readv.2.html).
+pub fn read_ranges(pid: Pid, local: &mut [u8], remote: &[(u64, usize)]) -> SysResult<usize> {
+    let total: usize = remote.iter().map(|r| r.1).sum();
+    assert!(local.len() >= total, "local buffer too small");
+    let liov = libc::iovec {
+        iov_base: local.as_mut_ptr().cast(),
+        iov_len: total,
+    };
+    let riov: Vec<libc::iovec> = remote
+        .iter()
+        .map(|&(addr, len)| libc::iovec {
+            iov_base: addr as *mut libc::c_void,
+            iov_len: len,
+        })
+        .collect();
+    // SAFETY: `liov` covers `local`, writable for `total` bytes; remote iovecs are only
+    // interpreted in the target's address space.
+    let r = unsafe {
+        libc::process_vm_readv(
+            pid.as_raw(),
+            &liov,
+            1,
+            riov.as_ptr(),
+            riov.len() as libc::c_ulong,
+            0,
+        )
+    };
+    if r < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(r as usize)
+    }
+}
+
+/// Write `local` slices to the remote ranges `remote` of `pid`: the bytes of all `local`
+/// slices, in order, fill the remote ranges, in order. Returns the bytes written.
+/// See [process_vm_writev(2)](https://man7.org/linux/man-pages/man2/process_vm_writev.2.html).
+pub fn write_ranges(pid: Pid, local: &[&[u8]], remote: &[(u64, usize)]) -> SysResult<usize> {
+    let liov: Vec<libc::iovec> = local
+        .iter()
+        .map(|s| libc::iovec {
+            iov_base: s.as_ptr() as *mut libc::c_void,
+            iov_len: s.len(),
+        })
+        .collect();
+    let riov: Vec<libc::iovec> = remote
+        .iter()
+        .map(|&(addr, len)| libc::iovec {
+            iov_base: addr as *mut libc::c_void,
+            iov_len: len,
+        })
+        .collect();
+    // SAFETY: local iovecs point into live slices that the kernel only reads; remote iovecs
+    // are interpreted in the target's address space.
+    let r = unsafe {
+        libc::process_vm_writev(
+            pid.as_raw(),
+            liov.as_ptr(),
+            liov.len() as libc::c_ulong,
+            riov.as_ptr(),
+            riov.len() as libc::c_ulong,
+            0,
+        )
+    };
+    if r < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(r as usize)
+    }
+}
+
+/// Maximum number of iovecs a single vectored call accepts.
+pub const IOV_MAX: usize = 1024;
