@@ -59,7 +59,9 @@ pub fn seize_and_stop(pid: Pid, opts: u32, was_stopped: bool) -> Result<Frozen, 
     ptrace::interrupt(pid).map_err(|source| FreezeError::Seize { pid: raw, source })?;
     loop {
         match ptrace::wait(pid, false) {
-            Ok(Some((_, WaitStatus::Stopped { event, .. }))) if event == ptrace::EVENT_STOP => break,
+            Ok(Some((_, WaitStatus::Stopped { event, .. }))) if event == ptrace::EVENT_STOP => {
+                break
+            }
             Ok(Some((_, WaitStatus::Stopped { sig, .. }))) => {
                 // A signal arrived before our interrupt: let it be delivered (it is not ours
                 // to swallow) and wait for the interrupt stop that follows.

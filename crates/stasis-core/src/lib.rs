@@ -1,1 +1,14 @@
-//! placeholder
+//! The stasis engine: freeze a process, capture its state kind by kind into an image, and
+//! rebuild it from an image. See DESIGN.md §3-4 for the mechanism.
+
+pub mod check;
+pub mod dump;
+pub mod freeze;
+pub mod kinds;
+pub mod restore;
+pub mod scratch;
+pub mod tracee;
+
+pub use dump::{dump, DumpError, DumpOptions, DumpReport};
+pub use restore::{restore, RestoreError, RestoreOptions, Restored};
+pub use stasis_sys::clone::forward_signals;

@@ -62,6 +62,9 @@ mod tests {
         assert_eq!(decode_frame(&bad), Err(FrameError::Checksum));
         let mut huge = out.clone();
         huge[3] = 0xff;
-        assert!(matches!(decode_frame(&huge), Err(FrameError::TooLarge { .. })));
+        assert!(matches!(
+            decode_frame(&huge),
+            Err(FrameError::TooLarge { .. })
+        ));
     }
 }

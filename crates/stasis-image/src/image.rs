@@ -69,7 +69,10 @@ pub fn write_record_file<T: Serialize>(
     if payload.len() as u64 > MAX_RECORD {
         return Err(ImageError::Encode {
             path,
-            reason: format!("record of {} bytes exceeds the {MAX_RECORD}-byte limit", payload.len()),
+            reason: format!(
+                "record of {} bytes exceeds the {MAX_RECORD}-byte limit",
+                payload.len()
+            ),
         });
     }
     let mut buf = Vec::with_capacity(HEADER_LEN + payload.len() + 8);

@@ -12,18 +12,21 @@
 //! Every file starts with a 16-byte [`Header`]; record files then hold frames
 //! `len:u32le | CBOR payload | crc32c:u32le`.
 
+pub mod entries;
 mod error;
 mod frame;
 mod header;
-pub mod entries;
 pub mod image;
 
 pub use entries::*;
 pub use error::ImageError;
 pub use frame::{decode_frame, encode_frame, MAX_RECORD};
-pub use header::{FileKind, FormatVersion, Header, CURRENT_VERSION, HEADER_LEN, MAGIC, PAGES_DATA_OFFSET};
+pub use header::{
+    FileKind, FormatVersion, Header, CURRENT_VERSION, HEADER_LEN, MAGIC, PAGES_DATA_OFFSET,
+};
 pub use image::{
-    read_blob, read_pages_header, read_record_file, write_blob, write_record_file, Image, PagesWriter,
+    read_blob, read_pages_header, read_record_file, write_blob, write_record_file, Image,
+    PagesWriter,
 };
 
 /// The page size every image of this format uses.

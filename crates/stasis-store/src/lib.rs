@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("image directory {path} already exists and is not empty; choose another --dir or remove it")]
+    #[error(
+        "image directory {path} already exists and is not empty; choose another --dir or remove it"
+    )]
     Exists { path: PathBuf },
     #[error("cannot {op} {path}")]
     Io {

@@ -76,3 +76,33 @@ pub fn child_exit(code: i32) -> ! {
     // SAFETY: _exit never returns and touches no shared state.
     unsafe { libc::_exit(code) }
 }
+
+static FORWARD_TO: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn forward(sig: libc::c_int) {
+    let pid = FORWARD_TO.load(std::sync::atomic::Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill(2) is async-signal-safe.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+/// Forward `signals` received by this process to `pid` (the restored job a foreground
+/// `stasis restore` waits for).
+pub fn forward_signals(pid: Pid, signals: &[i32]) -> SysResult<()> {
+    FORWARD_TO.store(pid.as_raw(), std::sync::atomic::Ordering::Relaxed);
+    for &sig in signals {
+        // SAFETY: an all-zero sigaction with a handler that only calls async-signal-safe
+        // functions; SA_RESTART so our waitpid keeps waiting.
+        let r = unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = forward as *const () as usize;
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigaction(sig, &sa, std::ptr::null_mut())
+        };
+        if r < 0 {
+            return Err(Errno::last());
+        }
+    }
+    Ok(())
+}

@@ -13,6 +13,8 @@ pub mod pidfd;
 pub mod probe;
 pub mod ptrace;
 
+pub use memmap2::Mmap;
+
 pub use nix::errno::Errno;
 pub use nix::unistd::Pid;
 

@@ -80,7 +80,13 @@ pub fn scan(
         };
         // SAFETY: `arg` is a valid pm_scan_arg whose `vec` points at `buf`, writable for
         // `vec_len` page_region records; both outlive the call.
-        let r = unsafe { libc::ioctl(pagemap.as_raw_fd(), PAGEMAP_SCAN, &mut arg as *mut PmScanArg) };
+        let r = unsafe {
+            libc::ioctl(
+                pagemap.as_raw_fd(),
+                PAGEMAP_SCAN,
+                &mut arg as *mut PmScanArg,
+            )
+        };
         if r < 0 {
             return Err(Errno::last());
         }

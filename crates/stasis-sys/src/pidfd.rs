@@ -46,3 +46,49 @@ pub fn pidfd_send_signal(pidfd: RawFd, sig: i32) -> SysResult<()> {
         Ok(())
     }
 }
+
+/// `kcmp(pid1, pid2, KCMP_FILE, fd1, fd2)`—Whether two fds refer to the same open file
+/// description (0 = same).
+/// See [kcmp(2)](https://man7.org/linux/man-pages/man2/kcmp.2.html).
+pub fn kcmp_file(pid1: Pid, fd1: RawFd, pid2: Pid, fd2: RawFd) -> SysResult<bool> {
+    const KCMP_FILE: libc::c_int = 0;
+    // SAFETY: plain integer arguments.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            pid1.as_raw(),
+            pid2.as_raw(),
+            KCMP_FILE,
+            fd1 as libc::c_ulong,
+            fd2 as libc::c_ulong,
+        )
+    };
+    if r < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(r == 0)
+    }
+}
+
+/// `memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING)`—An anonymous memory-backed file.
+pub fn memfd_create(name: &str) -> SysResult<OwnedFd> {
+    let c = std::ffi::CString::new(name).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
+    let r = unsafe { libc::memfd_create(c.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    if r < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: fresh fd owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(r) })
+}
+
+/// `fcntl(fd, F_DUPFD_CLOEXEC, min)`—Duplicate `fd` to the lowest free number >= `min`.
+pub fn dup_at_least(fd: RawFd, min: RawFd) -> SysResult<OwnedFd> {
+    // SAFETY: plain integer arguments.
+    let r = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) };
+    if r < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: fresh fd owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(r) })
+}

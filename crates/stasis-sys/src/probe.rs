@@ -61,3 +61,26 @@ pub fn prctl_mm_map_size() -> SysResult<u32> {
         Ok(size)
     }
 }
+
+/// `prlimit(pid, resource, &new, NULL)`—Set a resource limit of another process.
+/// See [prlimit(2)](https://man7.org/linux/man-pages/man2/prlimit.2.html).
+pub fn prlimit_set(pid: crate::Pid, resource: u32, soft: u64, hard: u64) -> SysResult<()> {
+    let new = libc::rlimit64 {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: `new` is a valid rlimit64 the kernel only reads; no old-value pointer.
+    let r = unsafe {
+        libc::prlimit64(
+            pid.as_raw(),
+            resource as libc::__rlimit_resource_t,
+            &new,
+            std::ptr::null_mut(),
+        )
+    };
+    if r < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(())
+    }
+}

@@ -244,7 +244,10 @@ pub enum WaitStatus {
     Exited(i32),
     Signaled(i32),
     /// A ptrace stop: the signal and the ptrace event (status >> 16).
-    Stopped { sig: i32, event: i32 },
+    Stopped {
+        sig: i32,
+        event: i32,
+    },
     /// A syscall-entry or -exit stop (PTRACE_O_TRACESYSGOOD).
     Syscall,
     Continued,

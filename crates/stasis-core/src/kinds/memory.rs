@@ -214,13 +214,11 @@ pub fn pages_to_save(pid: i32, vmas: &[VmaEntry]) -> Result<Vec<(PageRegion, boo
     for v in vmas {
         let Some(q) = query_for(v.kind) else { continue };
         regions.clear();
-        pagemap::scan(&f, v.start, v.end, q, &mut regions).map_err(|source| {
-            MemoryError::Scan {
-                pid,
-                start: v.start,
-                end: v.end,
-                source,
-            }
+        pagemap::scan(&f, v.start, v.end, q, &mut regions).map_err(|source| MemoryError::Scan {
+            pid,
+            start: v.start,
+            end: v.end,
+            source,
         })?;
         let readable = v.prot & libc::PROT_READ as u32 != 0;
         out.extend(regions.iter().map(|r| (*r, readable)));
@@ -390,11 +388,12 @@ pub fn move_specials(t: &mut impl Tracee, moves: &[SpecialMove], saved: &[VmaEnt
     let mut cur: Vec<u64> = moves.iter().map(|m| m.from).collect();
     if overlaps {
         let total: u64 = moves.iter().map(|m| m.len).sum();
-        let tmp = free_range(saved, &now, total, 0x1_0000_0000).ok_or(MemoryError::VdsoMismatch {
-            name: "free space for the vDSO move".into(),
-            saved: total,
-            here: 0,
-        })?;
+        let tmp =
+            free_range(saved, &now, total, 0x1_0000_0000).ok_or(MemoryError::VdsoMismatch {
+                name: "free space for the vDSO move".into(),
+                saved: total,
+                here: 0,
+            })?;
         let mut at = tmp;
         for (i, m) in moves.iter().enumerate() {
             mremap(t, cur[i], m.len, at).map_err(|e| seal_or(pid, m, e))?;
@@ -526,7 +525,10 @@ pub fn restore_pages(
         while vi < vmas.len() && vmas[vi].end <= run.vaddr {
             vi += 1;
         }
-        let Some(v) = vmas.get(vi).filter(|v| v.start <= run.vaddr && run.vaddr + len as u64 <= v.end) else {
+        let Some(v) = vmas
+            .get(vi)
+            .filter(|v| v.start <= run.vaddr && run.vaddr + len as u64 <= v.end)
+        else {
             return Err(MemoryError::BadRun {
                 path: path.to_path_buf(),
                 vaddr: run.vaddr,
@@ -569,9 +571,15 @@ mod tests {
 
     #[test]
     fn free_range_finds_gaps() {
-        let saved = [vma(0x10000, 0x20000, VmaKind::Anon), vma(0x30000, 0x40000, VmaKind::Anon)];
+        let saved = [
+            vma(0x10000, 0x20000, VmaKind::Anon),
+            vma(0x30000, 0x40000, VmaKind::Anon),
+        ];
         assert_eq!(free_range(&saved, &[], 0x1000, 0x10000), Some(0x20000));
-        assert_eq!(free_range(&saved, &[(0x20000, 0x30000)], 0x1000, 0x10000), Some(0x40000));
+        assert_eq!(
+            free_range(&saved, &[(0x20000, 0x30000)], 0x1000, 0x10000),
+            Some(0x40000)
+        );
         assert_eq!(free_range(&saved, &[], 0x20000, 0x10000), Some(0x40000));
     }
 

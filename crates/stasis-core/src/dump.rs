@@ -1,0 +1,315 @@
+//! The dump pipeline: freeze, collect every kind, write the image atomically, then release
+//! the process (resume it, or kill it with `--kill` once the image is durable). Any failure
+//! before the image is durable resumes the process exactly as it was and leaves no image.
+
+use crate::freeze::{self, FreezeError, Pinned};
+use crate::kinds::files::{self, FilesError};
+use crate::kinds::memory::{self, MemoryError};
+use crate::kinds::process::{self, ProcessError};
+use crate::kinds::{signal, thread};
+use crate::scratch::Scratch;
+use crate::tracee::{find_gadget, resume_regs, PtraceTracee, TraceeError};
+use stasis_image::{
+    FileKind, FilesEntry, Image, InventoryEntry, PageIndexEntry, PagesWriter, SiginfoEntry,
+    ThreadEntry, VmaKind,
+};
+use stasis_procfs::{ProcSource, RealProc};
+use stasis_store::{LocalStore, Store, StoreError};
+use stasis_sys::ptrace;
+use stasis_sys::Pid;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// What to dump and what to do afterwards.
+#[derive(Debug, Clone)]
+pub struct DumpOptions {
+    pub pid: i32,
+    pub dir: PathBuf,
+    /// Kill the process once the image is durable.
+    pub kill: bool,
+}
+
+/// What a dump did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DumpReport {
+    pub pid: i32,
+    pub dir: PathBuf,
+    pub processes: usize,
+    pub pages: u64,
+    pub page_bytes: u64,
+    /// How long the process was stopped.
+    pub frozen: Duration,
+    pub total: Duration,
+    pub killed: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    #[error(transparent)]
+    Freeze(#[from] FreezeError),
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+    #[error(transparent)]
+    Files(#[from] FilesError),
+    #[error(transparent)]
+    Tracee(#[from] TraceeError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Image(#[from] stasis_image::ImageError),
+    #[error("pid {pid}: cannot parse /proc/{pid}/smaps")]
+    Smaps {
+        pid: i32,
+        #[source]
+        source: stasis_procfs::ParseError,
+    },
+    #[error("pid {pid} has {threads} threads; multi-threaded processes are not supported yet")]
+    Threads { pid: i32, threads: u32 },
+    #[error(
+        "pid {pid} has child processes ({children}); dumping process trees is not supported yet"
+    )]
+    Children { pid: i32, children: String },
+    #[error("pid {pid}: cannot open a pidfd")]
+    Pidfd {
+        pid: i32,
+        #[source]
+        source: stasis_sys::Errno,
+    },
+    #[error("pid {pid}: the image is durable but killing the process failed")]
+    Kill {
+        pid: i32,
+        #[source]
+        source: stasis_sys::Errno,
+    },
+}
+
+type Result<T, E = DumpError> = std::result::Result<T, E>;
+
+/// Dump one process (see the module doc for the guarantees).
+pub fn dump(opts: &DumpOptions) -> Result<DumpReport> {
+    let t0 = Instant::now();
+    let pid = opts.pid;
+    let src = RealProc;
+    // Refuse what this version cannot capture before touching the process.
+    let pre = process::dump(&src, pid)?;
+    if pre.status.threads > 1 {
+        return Err(DumpError::Threads {
+            pid,
+            threads: pre.status.threads,
+        });
+    }
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    if !children.trim().is_empty() {
+        return Err(DumpError::Children {
+            pid,
+            children: children.trim().to_string(),
+        });
+    }
+    let staging = LocalStore.stage(&opts.dir)?;
+    let frozen = freeze::seize_and_stop(
+        Pid::from_raw(pid),
+        ptrace::OPT_TRACESYSGOOD,
+        pre.entry.stopped,
+    )?;
+    let t_frozen = Instant::now();
+    let mut state = Seized {
+        pid: frozen.pid,
+        base: None,
+        sigmask: None,
+    };
+    let result = collect(&mut state, staging.dir()).and_then(|stats| {
+        let dir = LocalStore.put(staging)?;
+        Ok((stats, dir))
+    });
+    match result {
+        Ok((stats, dir)) => {
+            let frozen_for = t_frozen.elapsed();
+            let killed = if opts.kill {
+                ptrace::kill(frozen.pid, libc::SIGKILL)
+                    .map_err(|source| DumpError::Kill { pid, source })?;
+                // As its tracer we see the death first; the parent can reap it only after.
+                let _ = ptrace::wait(frozen.pid, false);
+                wait_gone(pid, Duration::from_secs(10));
+                true
+            } else {
+                state.release(true);
+                false
+            };
+            Ok(DumpReport {
+                pid,
+                dir,
+                processes: 1,
+                pages: stats.pages,
+                page_bytes: stats.bytes,
+                frozen: frozen_for,
+                total: t0.elapsed(),
+                killed,
+            })
+        }
+        Err(e) => {
+            state.release(true);
+            Err(e)
+        }
+    }
+}
+
+/// Wait (bounded) until `pid` no longer exists, so a restore right after cannot collide with
+/// a zombie the parent or init has not reaped yet.
+fn wait_gone(pid: i32, limit: Duration) {
+    let t = Instant::now();
+    let path = format!("/proc/{pid}/stat");
+    while t.elapsed() < limit {
+        match std::fs::read_to_string(&path) {
+            Err(_) => return,
+            Ok(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    tracing::warn!(
+        pid,
+        "the killed process has not been reaped yet; a restore may find its PID taken"
+    );
+}
+
+/// A seized process and what must be put back before it runs again.
+struct Seized {
+    pid: Pid,
+    base: Option<ptrace::Regs>,
+    sigmask: Option<u64>,
+}
+
+impl Seized {
+    /// Put registers and mask back and detach; the process continues where it was.
+    fn release(&mut self, same_process: bool) {
+        if let Some(base) = self.base.take() {
+            let _ = ptrace::set_regs(self.pid, &resume_regs(&base, same_process));
+        }
+        if let Some(mask) = self.sigmask.take() {
+            let _ = ptrace::set_sigmask(self.pid, mask);
+        }
+        let _ = ptrace::detach(self.pid, 0);
+    }
+}
+
+fn collect(state: &mut Seized, dir: &std::path::Path) -> Result<memory::PagesStats> {
+    let pid = state.pid.as_raw();
+    let src = RealProc;
+    let _pin = Pinned::new(state.pid);
+    let outside = thread::dump_outside(state.pid)?;
+    state.sigmask = Some(outside.sigmask);
+    // Keep every signal queued while we drive the process (see tracee.rs).
+    ptrace::set_sigmask(state.pid, !0u64).map_err(|source| TraceeError::Ptrace {
+        pid,
+        step: "SETSIGMASK",
+        source,
+    })?;
+    let info = process::dump(&src, pid)?;
+    let smaps_text = src
+        .read_string(Some(pid), "smaps")
+        .map_err(|source| ProcessError::Read {
+            pid,
+            file: "smaps",
+            source,
+        })?;
+    let smaps = stasis_procfs::smaps::parse_smaps(&smaps_text)
+        .map_err(|source| DumpError::Smaps { pid, source })?;
+    let vmas = memory::classify(pid, &smaps)?;
+    let shared_pending = ptrace::peek_siginfo(state.pid, true)
+        .map_err(|source| TraceeError::Ptrace {
+            pid,
+            step: "PEEKSIGINFO shared",
+            source,
+        })?
+        .into_iter()
+        .map(|raw| SiginfoEntry { raw: raw.to_vec() })
+        .collect();
+
+    let mut t = PtraceTracee::new(state.pid)?;
+    state.base = Some(*t.base_regs());
+    let vdso = vmas
+        .iter()
+        .find(|v| v.kind == VmaKind::Vdso)
+        .ok_or(TraceeError::NoGadget { pid })?;
+    let gadget = find_gadget(&t, vdso.start, vdso.end)?;
+    t.set_gadget(gadget);
+    let s = Scratch::map(&mut t, 0)?;
+    let inside = (|| -> Result<_, TraceeError> {
+        let acts = signal::dump_sigactions(&mut t, s)?;
+        let timers = signal::dump_itimers(&mut t, s)?;
+        let (tid_addr, alt) = thread::dump_inside(&mut t, s)?;
+        let brk = process::dump_brk(&mut t)?;
+        Ok((acts, timers, tid_addr, alt, brk))
+    })();
+    let unmapped = s.unmap(&mut t);
+    let (sigactions, itimers, clear_child_tid, altstack, brk) = inside?;
+    unmapped?;
+
+    // Memory.
+    let regions = memory::pages_to_save(pid, &vmas)?;
+    let mut writer = PagesWriter::create(dir, &Image::pages_file(pid))?;
+    let mut index = PageIndexEntry {
+        pid,
+        pages_file: Image::pages_file(pid),
+        runs: Vec::new(),
+    };
+    let stats = memory::dump_pages(&t, pid, &regions, &mut writer, &mut index)?;
+    writer.finish()?;
+
+    // Files.
+    let pidfd = stasis_sys::pidfd::pidfd_open(state.pid)
+        .map_err(|source| DumpError::Pidfd { pid, source })?;
+    let mut next_blob = 0;
+    let fds = files::dump_fds(pid, &pidfd, dir, 1, &mut next_blob)?;
+
+    let xfeatures = outside
+        .xstate
+        .get(464..472)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+        .unwrap_or(0);
+    let mut entry = info.entry;
+    entry.mm.brk = brk;
+    entry.vmas = vmas;
+    entry.sigactions = sigactions;
+    entry.itimers = itimers;
+    entry.shared_pending = shared_pending;
+    entry.fds = fds.fds;
+    entry.threads = vec![ThreadEntry {
+        tid: pid,
+        regs: thread::regs_entry(t.base_regs()),
+        xstate: outside.xstate,
+        sigmask: outside.sigmask,
+        pending: outside.pending,
+        rseq: outside.rseq,
+        robust_list: outside.robust.0,
+        robust_list_len: outside.robust.1,
+        clear_child_tid,
+        altstack,
+    }];
+    stasis_image::write_record_file(dir, &Image::process_file(pid), FileKind::Process, &entry)?;
+    stasis_image::write_record_file(dir, &Image::pagemap_file(pid), FileKind::PageIndex, &index)?;
+    stasis_image::write_record_file(
+        dir,
+        Image::FILES,
+        FileKind::Files,
+        &FilesEntry { files: fds.files },
+    )?;
+    let inventory = InventoryEntry {
+        stasis_version: env!("CARGO_PKG_VERSION").to_string(),
+        arch: std::env::consts::ARCH.to_string(),
+        kernel: nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        created_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        root_pid: pid,
+        pids: vec![pid],
+        xfeatures,
+        parent: None,
+    };
+    stasis_image::write_record_file(dir, Image::INVENTORY, FileKind::Inventory, &inventory)?;
+    Ok(stats)
+}

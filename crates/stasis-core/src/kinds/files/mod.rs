@@ -1,0 +1,243 @@
+//! File descriptors. Dump walks /proc/PID/fd, finds which fds share one open file description
+//! (kcmp), and asks the kind module of each file for an entry; an fd of a kind stasis cannot
+//! save fails the dump naming the pid, fd and kind. Restore opens every file in the restorer
+//! (kind by kind), parks the fds at high numbers the skeleton inherits, and the skeleton moves
+//! them into place with dup3.
+
+pub mod deleted;
+pub mod external;
+pub mod memfd;
+pub mod path;
+
+use stasis_image::{FdEntry, FileEntry, FileKindEntry};
+use stasis_procfs::fdinfo::FdInfo;
+use stasis_sys::{Errno, Pid};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FilesError {
+    #[error("pid {pid} fd {fd}: {kind} is not supported yet ({why})")]
+    Unsupported {
+        pid: i32,
+        fd: i32,
+        kind: String,
+        why: &'static str,
+    },
+    #[error("pid {pid} fd {fd}: cannot read {what}")]
+    Proc {
+        pid: i32,
+        fd: i32,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("pid {pid} fd {fd}: cannot parse its fdinfo")]
+    Parse {
+        pid: i32,
+        fd: i32,
+        #[source]
+        source: stasis_procfs::ParseError,
+    },
+    #[error("pid {pid} fd {fd}: cannot take a copy of the descriptor (pidfd_getfd)")]
+    Steal {
+        pid: i32,
+        fd: i32,
+        #[source]
+        source: Errno,
+    },
+    #[error("file {id}: cannot {op} {path}; restore needs it as it was at dump time")]
+    Open {
+        id: u32,
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("file {id}: {path} changed since the dump: {what}")]
+    Changed {
+        id: u32,
+        path: PathBuf,
+        what: String,
+    },
+    #[error(transparent)]
+    Image(#[from] stasis_image::ImageError),
+}
+
+/// What a kind module gets to dump one fd.
+pub struct DumpFd<'a> {
+    pub pid: i32,
+    pub fd: i32,
+    /// The /proc/PID/fd/N link target.
+    pub link: &'a str,
+    pub info: &'a FdInfo,
+    /// A copy of the tracee's descriptor (same open file description: use pread, not read).
+    pub stolen: &'a OwnedFd,
+    /// Where blobs of this image go.
+    pub image_dir: &'a Path,
+    pub next_blob: &'a mut u32,
+}
+
+/// The dumped fd table of one process plus the files it refers to.
+pub struct DumpedFds {
+    pub fds: Vec<FdEntry>,
+    pub files: Vec<FileEntry>,
+}
+
+/// O_CLOEXEC as fdinfo shows it in `flags`.
+const FDINFO_CLOEXEC: u32 = libc::O_CLOEXEC as u32;
+
+/// Dump every fd of `pid`; file ids start at `first_id`.
+pub fn dump_fds(
+    pid: i32,
+    pidfd: &OwnedFd,
+    image_dir: &Path,
+    first_id: u32,
+    next_blob: &mut u32,
+) -> Result<DumpedFds, FilesError> {
+    use std::os::fd::AsRawFd;
+    let dir = format!("/proc/{pid}/fd");
+    let mut fds: Vec<i32> = std::fs::read_dir(&dir)
+        .map_err(|source| FilesError::Proc {
+            pid,
+            fd: -1,
+            what: "/proc/PID/fd",
+            source,
+        })?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    fds.sort_unstable();
+    let mut out = DumpedFds {
+        fds: Vec::new(),
+        files: Vec::new(),
+    };
+    // fd numbers that carry each file id, to find shared descriptions.
+    let mut owners: Vec<(u32, i32)> = Vec::new();
+    for fd in fds {
+        let link =
+            std::fs::read_link(format!("{dir}/{fd}")).map_err(|source| FilesError::Proc {
+                pid,
+                fd,
+                what: "the fd link",
+                source,
+            })?;
+        let link = link.to_string_lossy().into_owned();
+        let text =
+            std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).map_err(|source| {
+                FilesError::Proc {
+                    pid,
+                    fd,
+                    what: "fdinfo",
+                    source,
+                }
+            })?;
+        let info = stasis_procfs::fdinfo::parse_fdinfo(&text)
+            .map_err(|source| FilesError::Parse { pid, fd, source })?;
+        let cloexec = info.flags & FDINFO_CLOEXEC != 0;
+        let p = Pid::from_raw(pid);
+        let shared = owners
+            .iter()
+            .find(|(_, ofd)| stasis_sys::pidfd::kcmp_file(p, *ofd, p, fd).unwrap_or(false))
+            .map(|(id, _)| *id);
+        let file_id = match shared {
+            Some(id) => id,
+            None => {
+                let id = first_id + out.files.len() as u32;
+                let kind = if fd <= 2 {
+                    external::dump(&link)
+                } else {
+                    let stolen = stasis_sys::pidfd::pidfd_getfd(pidfd.as_raw_fd(), fd)
+                        .map_err(|source| FilesError::Steal { pid, fd, source })?;
+                    let mut cx = DumpFd {
+                        pid,
+                        fd,
+                        link: &link,
+                        info: &info,
+                        stolen: &stolen,
+                        image_dir,
+                        next_blob,
+                    };
+                    dump_kind(&mut cx)?
+                };
+                out.files.push(FileEntry {
+                    id,
+                    flags: info.flags & !FDINFO_CLOEXEC,
+                    pos: info.pos,
+                    kind,
+                });
+                owners.push((id, fd));
+                id
+            }
+        };
+        out.fds.push(FdEntry {
+            fd,
+            cloexec,
+            file_id,
+        });
+    }
+    Ok(out)
+}
+
+fn dump_kind(cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
+    let link = cx.link;
+    if link.starts_with("/memfd:") {
+        return memfd::dump(cx);
+    }
+    if link.starts_with('/') {
+        if link.ends_with(" (deleted)") {
+            return deleted::dump(cx);
+        }
+        return path::dump(cx);
+    }
+    let kind = link.split(':').next().unwrap_or(link).to_string();
+    Err(FilesError::Unsupported {
+        pid: cx.pid,
+        fd: cx.fd,
+        kind: link.to_string(),
+        why: match kind.as_str() {
+            "pipe" => "pipes inside the process come with process trees",
+            "socket" => "sockets come with process trees",
+            "anon_inode" => "event and notification fds come with process trees",
+            _ => "unknown descriptor type",
+        },
+    })
+}
+
+/// Open the file of `entry` in the restorer, positioned and flagged as saved.
+/// `own_fd` is the fd number the process had it at (for external files).
+pub fn open(image_dir: &Path, entry: &FileEntry, own_fd: i32) -> Result<OwnedFd, FilesError> {
+    match &entry.kind {
+        FileKindEntry::Path { .. } => path::open(entry),
+        FileKindEntry::Deleted { .. } => deleted::open(image_dir, entry),
+        FileKindEntry::Memfd { .. } => memfd::open(image_dir, entry),
+        FileKindEntry::External { .. } => external::open(entry, own_fd),
+    }
+}
+
+/// Open flags to reopen a file with the saved ones (never create or truncate again).
+pub fn reopen_flags(saved: u32) -> i32 {
+    (saved as i32)
+        & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_CLOEXEC | libc::O_NOCTTY)
+        | libc::O_CLOEXEC
+}
+
+/// Set the file offset of a reopened file (non-seekable files keep theirs).
+pub fn seek(fd: &OwnedFd, pos: u64) {
+    use std::os::fd::AsRawFd;
+    let _ = nix::unistd::lseek(fd.as_raw_fd(), pos as i64, nix::unistd::Whence::SeekSet);
+}
+
+/// Read a whole file through a stolen descriptor without moving its offset.
+pub fn read_all_at(fd: &OwnedFd) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::from(fd.try_clone()?);
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read_at(&mut buf, out.len() as u64)?;
+        if n == 0 {
+            return Ok(out);
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+}

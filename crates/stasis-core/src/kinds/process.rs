@@ -1,0 +1,310 @@
+//! Process-wide state: identity and tree position (pid, session, process group), mm fields and
+//! auxv, exe/cwd/root, umask, personality, comm, rlimits and credentials. Read from /proc on
+//! dump; restored by remote syscalls in the skeleton (credentials last, since dropping
+//! privileges first would forbid the rest).
+
+use crate::scratch::{words_to_bytes, Scratch};
+use crate::tracee::{Tracee, TraceeError};
+use stasis_image::{CredsEntry, MmEntry, ProcessEntry, RlimitEntry};
+use stasis_procfs::{stat::Stat, status::Status, ProcSource};
+use stasis_sys::Pid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("no process with pid {pid}; check the pid (ps -p {pid})")]
+    NoSuchProcess { pid: i32 },
+    #[error("pid {pid}: cannot read /proc/{pid}/{file}")]
+    Read {
+        pid: i32,
+        file: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("pid {pid}: cannot parse /proc/{pid}/{file}")]
+    Parse {
+        pid: i32,
+        file: &'static str,
+        #[source]
+        source: stasis_procfs::ParseError,
+    },
+    #[error("pid {pid}: setting {what} failed")]
+    Set {
+        pid: i32,
+        what: String,
+        #[source]
+        source: TraceeError,
+    },
+    #[error("pid {pid}: cannot set rlimit {resource} to {soft}/{hard} (raising a hard limit needs CAP_SYS_RESOURCE)")]
+    Rlimit {
+        pid: i32,
+        resource: u32,
+        soft: u64,
+        hard: u64,
+        #[source]
+        source: stasis_sys::Errno,
+    },
+}
+
+type Result<T, E = ProcessError> = std::result::Result<T, E>;
+
+/// What /proc says about a process, parsed.
+pub struct ProcInfo {
+    pub status: Status,
+    pub stat: Stat,
+    pub entry: ProcessEntry,
+}
+
+fn read(src: &impl ProcSource, pid: i32, file: &'static str) -> Result<String> {
+    src.read_string(Some(pid), file).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            ProcessError::NoSuchProcess { pid }
+        } else {
+            ProcessError::Read { pid, file, source }
+        }
+    })
+}
+
+fn link(src: &impl ProcSource, pid: i32, file: &'static str) -> Result<String> {
+    src.read_link(Some(pid), file)
+        .map(|p| p.to_string_lossy().into_owned())
+        .map_err(|source| ProcessError::Read { pid, file, source })
+}
+
+/// Read the process-wide state of `pid` (threads, memory, fds and signals are filled in by
+/// their own kinds).
+pub fn dump(src: &impl ProcSource, pid: i32) -> Result<ProcInfo> {
+    let parse = |file: &'static str| move |source| ProcessError::Parse { pid, file, source };
+    let status =
+        stasis_procfs::status::parse_status(&read(src, pid, "status")?).map_err(parse("status"))?;
+    let stat = stasis_procfs::stat::parse_stat(&read(src, pid, "stat")?).map_err(parse("stat"))?;
+    let auxv_raw = src
+        .read(Some(pid), "auxv")
+        .map_err(|source| ProcessError::Read {
+            pid,
+            file: "auxv",
+            source,
+        })?;
+    let auxv = stasis_procfs::auxv::parse_auxv(&auxv_raw).map_err(parse("auxv"))?;
+    let limits =
+        stasis_procfs::limits::parse_limits(&read(src, pid, "limits")?).map_err(parse("limits"))?;
+    let personality = u32::from_str_radix(read(src, pid, "personality")?.trim(), 16).unwrap_or(0);
+    let entry = ProcessEntry {
+        pid,
+        ppid: stat.ppid,
+        pgid: stat.pgrp,
+        sid: stat.session,
+        comm: stat.comm.clone(),
+        exe: link(src, pid, "exe")?,
+        cwd: link(src, pid, "cwd")?,
+        root: link(src, pid, "root")?,
+        umask: status.umask.unwrap_or(0o022),
+        personality,
+        creds: CredsEntry {
+            uid: status.uid,
+            gid: status.gid,
+            groups: status.groups.clone(),
+        },
+        rlimits: limits
+            .iter()
+            .filter_map(|l| {
+                Some(RlimitEntry {
+                    resource: l.resource?,
+                    soft: l.soft,
+                    hard: l.hard,
+                })
+            })
+            .collect(),
+        mm: MmEntry {
+            start_code: stat.start_code,
+            end_code: stat.end_code,
+            start_data: stat.start_data,
+            end_data: stat.end_data,
+            start_brk: stat.start_brk,
+            brk: 0, // filled from the tracee (brk(0)) by the dump pipeline
+            start_stack: stat.start_stack,
+            arg_start: stat.arg_start,
+            arg_end: stat.arg_end,
+            env_start: stat.env_start,
+            env_end: stat.env_end,
+            auxv: auxv.iter().flat_map(|&(k, v)| [k, v]).collect(),
+        },
+        vmas: Vec::new(),
+        threads: Vec::new(),
+        sigactions: Vec::new(),
+        itimers: Vec::new(),
+        shared_pending: Vec::new(),
+        fds: Vec::new(),
+        stopped: stat.state == 'T',
+    };
+    Ok(ProcInfo {
+        status,
+        stat,
+        entry,
+    })
+}
+
+/// The current program break, asked of the process itself (`brk(0)`).
+pub fn dump_brk(t: &mut impl Tracee) -> Result<u64, TraceeError> {
+    t.syscall("brk", libc::SYS_brk, [0; 6])
+}
+
+fn set(t: &mut impl Tracee, what: &str, nr: i64, args: [u64; 6]) -> Result<u64> {
+    let pid = t.pid();
+    t.syscall("restore step", nr, args)
+        .map_err(|source| ProcessError::Set {
+            pid,
+            what: what.to_string(),
+            source,
+        })
+}
+
+/// Session and process group, umask, personality, comm and cwd. `cwd_fd` is the skeleton's
+/// fd of the saved working directory.
+pub fn restore_basics(
+    t: &mut impl Tracee,
+    s: Scratch,
+    p: &ProcessEntry,
+    cwd_fd: i32,
+) -> Result<()> {
+    if p.sid == p.pid {
+        set(t, "the session (setsid)", libc::SYS_setsid, [0; 6])?;
+    } else if p.pgid == p.pid {
+        set(t, "the process group (setpgid)", libc::SYS_setpgid, [0; 6])?;
+    }
+    set(t, "umask", libc::SYS_umask, [p.umask as u64, 0, 0, 0, 0, 0])?;
+    set(
+        t,
+        "personality",
+        libc::SYS_personality,
+        [p.personality as u64, 0, 0, 0, 0, 0],
+    )?;
+    let mut name = p.comm.as_bytes().to_vec();
+    name.truncate(15);
+    name.push(0);
+    t.write_mem(s.addr, &name)
+        .map_err(|source| ProcessError::Set {
+            pid: p.pid,
+            what: "comm".into(),
+            source,
+        })?;
+    set(
+        t,
+        "comm (PR_SET_NAME)",
+        libc::SYS_prctl,
+        [libc::PR_SET_NAME as u64, s.addr, 0, 0, 0, 0],
+    )?;
+    set(
+        t,
+        "the working directory",
+        libc::SYS_fchdir,
+        [cwd_fd as u64, 0, 0, 0, 0, 0],
+    )?;
+    Ok(())
+}
+
+/// mm fields, auxv and /proc/PID/exe in one PR_SET_MM_MAP. `exe_fd` is the skeleton's fd of
+/// the saved executable.
+pub fn restore_mm(t: &mut impl Tracee, s: Scratch, mm: &MmEntry, exe_fd: i32) -> Result<()> {
+    let auxv_at = s.at(1024);
+    let mut auxv = mm.auxv.clone();
+    auxv.extend_from_slice(&[0, 0]);
+    let mut map = words_to_bytes(&[
+        mm.start_code,
+        mm.end_code,
+        mm.start_data,
+        mm.end_data,
+        mm.start_brk,
+        mm.brk,
+        mm.start_stack,
+        mm.arg_start,
+        mm.arg_end,
+        mm.env_start,
+        mm.env_end,
+        auxv_at,
+    ]);
+    map.extend_from_slice(&((auxv.len() * 8) as u32).to_le_bytes());
+    map.extend_from_slice(&(exe_fd as u32).to_le_bytes());
+    let pid = t.pid();
+    let werr = |source| ProcessError::Set {
+        pid,
+        what: "mm fields".into(),
+        source,
+    };
+    t.write_mem(s.addr, &map).map_err(werr)?;
+    t.write_mem(auxv_at, &words_to_bytes(&auxv)).map_err(werr)?;
+    set(
+        t,
+        "mm fields, auxv and exe link (PR_SET_MM_MAP)",
+        libc::SYS_prctl,
+        [
+            libc::PR_SET_MM as u64,
+            libc::PR_SET_MM_MAP as u64,
+            s.addr,
+            map.len() as u64,
+            0,
+            0,
+        ],
+    )?;
+    Ok(())
+}
+
+/// Resource limits, set from outside with prlimit.
+pub fn restore_rlimits(pid: i32, limits: &[RlimitEntry]) -> Result<()> {
+    for l in limits {
+        stasis_sys::probe::prlimit_set(Pid::from_raw(pid), l.resource, l.soft, l.hard).map_err(
+            |source| ProcessError::Rlimit {
+                pid,
+                resource: l.resource,
+                soft: l.soft,
+                hard: l.hard,
+                source,
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// Credentials, when they differ from the restorer's (which the skeleton inherited).
+pub fn restore_creds(t: &mut impl Tracee, s: Scratch, c: &CredsEntry) -> Result<()> {
+    let groups: Vec<u32> = nix::unistd::getgroups()
+        .map(|g| g.iter().map(|g| g.as_raw()).collect())
+        .unwrap_or_default();
+    if groups != c.groups {
+        let bytes: Vec<u8> = c.groups.iter().flat_map(|g| g.to_le_bytes()).collect();
+        t.write_mem(s.addr, &bytes)
+            .map_err(|source| ProcessError::Set {
+                pid: t.pid(),
+                what: "groups".into(),
+                source,
+            })?;
+        set(
+            t,
+            "supplementary groups",
+            libc::SYS_setgroups,
+            [c.groups.len() as u64, s.addr, 0, 0, 0, 0],
+        )?;
+    }
+    let me = nix::unistd::getresgid().ok();
+    if me.map(|g| [g.real.as_raw(), g.effective.as_raw(), g.saved.as_raw()])
+        != Some([c.gid[0], c.gid[1], c.gid[2]])
+    {
+        set(
+            t,
+            "gids",
+            libc::SYS_setresgid,
+            [c.gid[0] as u64, c.gid[1] as u64, c.gid[2] as u64, 0, 0, 0],
+        )?;
+    }
+    let me = nix::unistd::getresuid().ok();
+    if me.map(|u| [u.real.as_raw(), u.effective.as_raw(), u.saved.as_raw()])
+        != Some([c.uid[0], c.uid[1], c.uid[2]])
+    {
+        set(
+            t,
+            "uids",
+            libc::SYS_setresuid,
+            [c.uid[0] as u64, c.uid[1] as u64, c.uid[2] as u64, 0, 0, 0],
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! Signal state of a process: dispositions (sigaction), the process-wide pending queue, and
+//! interval timers. Dispositions and timers can only be read by the process itself, so both
+//! directions use remote syscalls through the scratch area.
+
+use crate::scratch::{bytes_to_words, words_to_bytes, Scratch};
+use crate::tracee::{Tracee, TraceeError};
+use stasis_image::{ItimerEntry, SigactionEntry, SiginfoEntry};
+
+/// Bytes of a `struct kernel_sigaction` on x86_64: handler, flags, restorer, mask.
+const KSIGACTION: u64 = 32;
+
+/// Every non-default disposition.
+pub fn dump_sigactions(
+    t: &mut impl Tracee,
+    s: Scratch,
+) -> Result<Vec<SigactionEntry>, TraceeError> {
+    for sig in 1..=64u64 {
+        if sig == libc::SIGKILL as u64 || sig == libc::SIGSTOP as u64 {
+            continue;
+        }
+        t.syscall(
+            "rt_sigaction",
+            libc::SYS_rt_sigaction,
+            [sig, 0, s.at(sig * KSIGACTION), 8, 0, 0],
+        )?;
+    }
+    let mut raw = vec![0u8; (65 * KSIGACTION) as usize];
+    t.read_mem(s.addr, &mut raw)?;
+    let w = bytes_to_words(&raw);
+    let mut out = Vec::new();
+    for sig in 1..=64usize {
+        let (handler, flags, restorer, mask) =
+            (w[sig * 4], w[sig * 4 + 1], w[sig * 4 + 2], w[sig * 4 + 3]);
+        if handler == 0 && flags == 0 && mask == 0 {
+            continue;
+        }
+        out.push(SigactionEntry {
+            sig: sig as u32,
+            handler,
+            flags,
+            restorer,
+            mask,
+        });
+    }
+    Ok(out)
+}
+
+pub fn restore_sigactions(
+    t: &mut impl Tracee,
+    s: Scratch,
+    acts: &[SigactionEntry],
+) -> Result<(), TraceeError> {
+    for a in acts {
+        t.write_mem(
+            s.addr,
+            &words_to_bytes(&[a.handler, a.flags, a.restorer, a.mask]),
+        )?;
+        t.syscall(
+            "rt_sigaction",
+            libc::SYS_rt_sigaction,
+            [a.sig as u64, s.addr, 0, 8, 0, 0],
+        )?;
+    }
+    Ok(())
+}
+
+fn us(sec: u64, usec: u64) -> u64 {
+    sec * 1_000_000 + usec
+}
+
+/// ITIMER_REAL, ITIMER_VIRTUAL and ITIMER_PROF, the armed ones only.
+pub fn dump_itimers(t: &mut impl Tracee, s: Scratch) -> Result<Vec<ItimerEntry>, TraceeError> {
+    let mut out = Vec::new();
+    for which in 0..3u64 {
+        t.syscall(
+            "getitimer",
+            libc::SYS_getitimer,
+            [which, s.addr, 0, 0, 0, 0],
+        )?;
+        let mut raw = [0u8; 32];
+        t.read_mem(s.addr, &mut raw)?;
+        let w = bytes_to_words(&raw);
+        let (interval_us, value_us) = (us(w[0], w[1]), us(w[2], w[3]));
+        if interval_us != 0 || value_us != 0 {
+            out.push(ItimerEntry {
+                which: which as u32,
+                interval_us,
+                value_us,
+            });
+        }
+    }
+    Ok(out)
+}
+
+pub fn restore_itimers(
+    t: &mut impl Tracee,
+    s: Scratch,
+    timers: &[ItimerEntry],
+) -> Result<(), TraceeError> {
+    for it in timers {
+        // A timer that was about to fire must not be disarmed by a zero value.
+        let value = it.value_us.max(1);
+        let w = [
+            it.interval_us / 1_000_000,
+            it.interval_us % 1_000_000,
+            value / 1_000_000,
+            value % 1_000_000,
+        ];
+        t.write_mem(s.addr, &words_to_bytes(&w))?;
+        t.syscall(
+            "setitimer",
+            libc::SYS_setitimer,
+            [it.which as u64, s.addr, 0, 0, 0, 0],
+        )?;
+    }
+    Ok(())
+}
+
+/// Re-queue saved signals: per thread with rt_tgsigqueueinfo, process-wide with
+/// rt_sigqueueinfo. The tracee sends them to itself, which the kernel allows for any si_code.
+pub fn queue_signals(
+    t: &mut impl Tracee,
+    s: Scratch,
+    tid: Option<i32>,
+    sigs: &[SiginfoEntry],
+) -> Result<(), TraceeError> {
+    let pid = t.pid() as u64;
+    for si in sigs {
+        t.write_mem(s.addr, &si.raw)?;
+        let signo = si.signo() as u64;
+        match tid {
+            Some(tid) => t.syscall(
+                "rt_tgsigqueueinfo",
+                libc::SYS_rt_tgsigqueueinfo,
+                [pid, tid as u64, signo, s.addr, 0, 0],
+            )?,
+            None => t.syscall(
+                "rt_sigqueueinfo",
+                libc::SYS_rt_sigqueueinfo,
+                [pid, signo, s.addr, 0, 0, 0],
+            )?,
+        };
+    }
+    Ok(())
+}
