@@ -1,0 +1,68 @@
+//! End-to-end: real processes dumped with `stasis dump --kill`, restored with `stasis
+//! restore`, and checked by what they print and how they exit (DESIGN.md §8). Needs root
+//! (or CAP_CHECKPOINT_RESTORE) for clone3 with set_tid: CI runs as root.
+
+mod common;
+use common::*;
+use std::time::Duration;
+
+/// "tick N" lines must be consecutive from 0 across dump and restore, and end in "done N".
+fn assert_continuous(before: &str, after: &str) {
+    let all: Vec<&str> = before.lines().chain(after.lines()).collect();
+    let ticks: Vec<u64> = all
+        .iter()
+        .filter_map(|l| l.strip_prefix("tick ")?.parse().ok())
+        .collect();
+    for (i, t) in ticks.iter().enumerate() {
+        assert_eq!(*t, i as u64, "tick {i} lost or repeated:\n{before}\n---\n{after}");
+    }
+    let done = all.last().unwrap();
+    assert_eq!(*done, format!("done {}", ticks.len()), "last line");
+}
+
+#[test]
+fn counter_static_continues() {
+    let _g = serial();
+    let bin = build("counter", &[], "counter-static");
+    let c = Case::new();
+    let r = cycle(&c, &[bin.to_str().unwrap()], CycleOpts::default());
+    r.assert_ok();
+    assert!(r.before.contains("tick") && r.after.contains("tick"), "both sides must tick");
+    assert_continuous(&r.before, &r.after);
+}
+
+#[test]
+fn counter_dynamic_continues() {
+    let _g = serial();
+    let bin = build("counter", &["-dynamic"], "counter-dynamic");
+    let c = Case::new();
+    let r = cycle(&c, &[bin.to_str().unwrap()], CycleOpts::default());
+    r.assert_ok();
+    assert!(r.before.contains("tick") && r.after.contains("tick"), "both sides must tick");
+    assert_continuous(&r.before, &r.after);
+}
+
+#[test]
+fn dump_without_kill_leaves_process_running() {
+    let _g = serial();
+    let bin = build("counter", &[], "counter-static");
+    let c = Case::new();
+    let pf = c.path("pidfile");
+    let mut child = spawn(&c, &[bin.to_str().unwrap(), pf.to_str().unwrap()], "out");
+    let pid = wait_pidfile(&pf, &mut child);
+    std::thread::sleep(Duration::from_millis(200));
+    let o = run_stasis(&["dump", "--pid", &pid.to_string(), "--dir", c.image().to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", o.stderr);
+    let j: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(j["pid"], pid);
+    assert!(j["pages"].as_u64().unwrap() > 0);
+    std::thread::sleep(Duration::from_millis(200));
+    signal(pid, libc::SIGUSR2);
+    let st = wait_timeout(&mut child, Duration::from_secs(20));
+    assert!(st.success());
+    let out = std::fs::read_to_string(c.path("out")).unwrap();
+    assert_continuous(&out, "");
+    // The image is complete: show decodes it.
+    let s = run_stasis(&["show", c.image().to_str().unwrap()]);
+    assert!(s.status.success() && s.stdout.contains(&format!("process {pid}")), "{}", s.stdout);
+}
