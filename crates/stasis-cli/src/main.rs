@@ -279,6 +279,10 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
                 Some(stasis_image::FileKindEntry::Memfd { name, content, .. }) => {
                     format!("memfd:{name} ({} bytes saved)", content.len)
                 }
+                Some(stasis_image::FileKindEntry::Pipe { pipe_id, data, .. }) => format!(
+                    "pipe:[{pipe_id}] ({} bytes buffered)",
+                    data.as_ref().map_or(0, |d| d.len)
+                ),
                 Some(stasis_image::FileKindEntry::External { what }) => {
                     format!("{what} (external: the restore command's own)")
                 }

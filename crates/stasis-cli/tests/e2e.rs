@@ -14,7 +14,10 @@ fn assert_continuous(before: &str, after: &str) {
         .filter_map(|l| l.strip_prefix("tick ")?.parse().ok())
         .collect();
     for (i, t) in ticks.iter().enumerate() {
-        assert_eq!(*t, i as u64, "tick {i} lost or repeated:\n{before}\n---\n{after}");
+        assert_eq!(
+            *t, i as u64,
+            "tick {i} lost or repeated:\n{before}\n---\n{after}"
+        );
     }
     let done = all.last().unwrap();
     assert_eq!(*done, format!("done {}", ticks.len()), "last line");
@@ -27,7 +30,10 @@ fn counter_static_continues() {
     let c = Case::new();
     let r = cycle(&c, &[bin.to_str().unwrap()], CycleOpts::default());
     r.assert_ok();
-    assert!(r.before.contains("tick") && r.after.contains("tick"), "both sides must tick");
+    assert!(
+        r.before.contains("tick") && r.after.contains("tick"),
+        "both sides must tick"
+    );
     assert_continuous(&r.before, &r.after);
 }
 
@@ -38,7 +44,10 @@ fn counter_dynamic_continues() {
     let c = Case::new();
     let r = cycle(&c, &[bin.to_str().unwrap()], CycleOpts::default());
     r.assert_ok();
-    assert!(r.before.contains("tick") && r.after.contains("tick"), "both sides must tick");
+    assert!(
+        r.before.contains("tick") && r.after.contains("tick"),
+        "both sides must tick"
+    );
     assert_continuous(&r.before, &r.after);
 }
 
@@ -51,7 +60,14 @@ fn dump_without_kill_leaves_process_running() {
     let mut child = spawn(&c, &[bin.to_str().unwrap(), pf.to_str().unwrap()], "out");
     let pid = wait_pidfile(&pf, &mut child);
     std::thread::sleep(Duration::from_millis(200));
-    let o = run_stasis(&["dump", "--pid", &pid.to_string(), "--dir", c.image().to_str().unwrap(), "--json"]);
+    let o = run_stasis(&[
+        "dump",
+        "--pid",
+        &pid.to_string(),
+        "--dir",
+        c.image().to_str().unwrap(),
+        "--json",
+    ]);
     assert!(o.status.success(), "{}", o.stderr);
     let j: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
     assert_eq!(j["pid"], pid);
@@ -64,5 +80,81 @@ fn dump_without_kill_leaves_process_running() {
     assert_continuous(&out, "");
     // The image is complete: show decodes it.
     let s = run_stasis(&["show", c.image().to_str().unwrap()]);
-    assert!(s.status.success() && s.stdout.contains(&format!("process {pid}")), "{}", s.stdout);
+    assert!(
+        s.status.success() && s.stdout.contains(&format!("process {pid}")),
+        "{}",
+        s.stdout
+    );
+}
+
+/// A C workload from tests/workloads: dump --kill, restore, SIGUSR2, expect exit 0, no FAIL.
+fn workload(name: &str, args: &[&str]) -> Cycle {
+    let bin = build(name, &[], name);
+    let c = Case::new();
+    let mut argv = vec![bin.to_str().unwrap()];
+    argv.extend_from_slice(args);
+    let r = cycle(&c, &argv, CycleOpts::default());
+    r.assert_ok();
+    assert!(r.after.contains("ok "), "no checks ran:\n{}", r.after);
+    r
+}
+
+#[test]
+fn memory_every_vma_kind() {
+    let _g = serial();
+    workload("memory", &[]);
+}
+
+#[test]
+fn cpu_registers_and_avx() {
+    let _g = serial();
+    workload("cpu", &[]);
+}
+
+#[test]
+fn signals_handlers_pending_altstack_itimers() {
+    let _g = serial();
+    workload("signals", &[]);
+}
+
+#[test]
+fn process_attributes() {
+    let _g = serial();
+    workload("process", &[]);
+}
+
+#[test]
+fn files_offsets_flags_deleted_memfd() {
+    let _g = serial();
+    workload("files", &[]);
+}
+
+#[test]
+fn blocking_nanosleep() {
+    let _g = serial();
+    workload("blocking", &["sleep"]);
+}
+
+#[test]
+fn blocking_read_on_pipe() {
+    let _g = serial();
+    workload("blocking", &["read"]);
+}
+
+#[test]
+fn blocking_poll() {
+    let _g = serial();
+    workload("blocking", &["poll"]);
+}
+
+#[test]
+fn blocking_sigsuspend() {
+    let _g = serial();
+    workload("blocking", &["sigsuspend"]);
+}
+
+#[test]
+fn blocking_futex() {
+    let _g = serial();
+    workload("blocking", &["futex"]);
 }

@@ -38,7 +38,7 @@ struct Child(Pid);
 impl Child {
     fn spawn() -> Result<Child, String> {
         match clone::fork().map_err(|e| format!("fork: {e}"))? {
-            Forked::Child => clone::child_park(),
+            Forked::Child => clone::child_park(-1),
             Forked::Parent(p) => Ok(Child(p)),
         }
     }

@@ -215,7 +215,7 @@ fn collect(state: &mut Seized, dir: &std::path::Path) -> Result<memory::PagesSta
         })?;
     let smaps = stasis_procfs::smaps::parse_smaps(&smaps_text)
         .map_err(|source| DumpError::Smaps { pid, source })?;
-    let vmas = memory::classify(pid, &smaps)?;
+    let mut vmas = memory::classify(&smaps);
     let shared_pending = ptrace::peek_siginfo(state.pid, true)
         .map_err(|source| TraceeError::Ptrace {
             pid,
@@ -262,6 +262,7 @@ fn collect(state: &mut Seized, dir: &std::path::Path) -> Result<memory::PagesSta
         .map_err(|source| DumpError::Pidfd { pid, source })?;
     let mut next_blob = 0;
     let fds = files::dump_fds(pid, &pidfd, dir, 1, &mut next_blob)?;
+    memory::link_deleted(pid, &smaps, &mut vmas, &fds.inodes)?;
 
     let xfeatures = outside
         .xstate

@@ -90,6 +90,8 @@ struct Prepared {
     place: Vec<(i32, i32, bool)>,
     /// Mapping file fds by (path, writable).
     maps: HashMap<(String, bool), i32>,
+    /// Parked fds by file id (mappings of deleted files and memfds use these).
+    by_id: HashMap<u32, i32>,
     cwd: i32,
     exe: i32,
     _owned: Vec<OwnedFd>,
@@ -118,6 +120,10 @@ fn prepare(img: &Image, p: &stasis_image::ProcessEntry) -> Result<Prepared> {
     };
     let mut owned = Vec::new();
     let mut by_id: HashMap<u32, i32> = HashMap::new();
+    let mut cx = files::OpenCx {
+        dir: &img.dir,
+        pipes: HashMap::new(),
+    };
     let mut place = Vec::new();
     for fd in &p.fds {
         let src = match by_id.get(&fd.file_id) {
@@ -136,7 +142,7 @@ fn prepare(img: &Image, p: &stasis_image::ProcessEntry) -> Result<Prepared> {
                             fd.fd, p.pid, fd.file_id
                         ),
                     })?;
-                let f = files::open(&img.dir, entry, fd.fd)?;
+                let f = files::open(&mut cx, entry, fd.fd)?;
                 let s = park(f, &mut owned)?;
                 by_id.insert(fd.file_id, s);
                 s
@@ -146,7 +152,7 @@ fn prepare(img: &Image, p: &stasis_image::ProcessEntry) -> Result<Prepared> {
     }
     let mut maps = HashMap::new();
     for v in &p.vmas {
-        if !matches!(v.kind, VmaKind::FilePrivate | VmaKind::FileShared) {
+        if !matches!(v.kind, VmaKind::FilePrivate | VmaKind::FileShared) || v.file_id.is_some() {
             continue;
         }
         let path = v.path.clone().unwrap_or_default();
@@ -187,6 +193,7 @@ fn prepare(img: &Image, p: &stasis_image::ProcessEntry) -> Result<Prepared> {
         base,
         place,
         maps,
+        by_id,
         cwd,
         exe,
         _owned: owned,
@@ -231,8 +238,13 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     let prep = prepare(&img, p)?;
 
     let pid = Pid::from_raw(p.pid);
+    let (ready_r, ready_w) = nix::unistd::pipe().map_err(|source| RestoreError::Skeleton {
+        pid: p.pid,
+        step: "creating the start pipe",
+        source,
+    })?;
     let child = match clone::clone_with_pid(pid) {
-        Ok(Forked::Child) => clone::child_park(),
+        Ok(Forked::Child) => clone::child_park(ready_w.as_raw_fd()),
         Ok(Forked::Parent(c)) => c,
         Err(Errno::EEXIST) => return Err(RestoreError::PidTaken { pid: p.pid }),
         Err(source) => return Err(RestoreError::Clone { pid: p.pid, source }),
@@ -241,6 +253,27 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
         pid: child,
         armed: true,
     };
+    // Take the skeleton over only once it has reset its signal state.
+    drop(ready_w);
+    let mut byte = [0u8; 1];
+    match nix::unistd::read(ready_r.as_raw_fd(), &mut byte) {
+        Ok(1) => {}
+        Ok(_) => {
+            return Err(RestoreError::Skeleton {
+                pid: p.pid,
+                step: "waiting for the skeleton to start",
+                source: Errno::ECHILD,
+            })
+        }
+        Err(source) => {
+            return Err(RestoreError::Skeleton {
+                pid: p.pid,
+                step: "waiting for the skeleton to start",
+                source,
+            })
+        }
+    }
+    drop(ready_r);
     ptrace::seize(child, ptrace::OPT_EXITKILL | ptrace::OPT_TRACESYSGOOD).map_err(|source| {
         RestoreError::Skeleton {
             pid: p.pid,
@@ -327,8 +360,8 @@ fn rebuild(
             vm_flags: Default::default(),
         })
         .filter(|s| s.map.path.as_deref().is_some_and(|p| p.starts_with('[')))
-        .map(|s| memory::classify(pidn, std::slice::from_ref(&s)).map(|mut v| v.remove(0)))
-        .collect::<Result<_, _>>()?;
+        .flat_map(|s| memory::classify(std::slice::from_ref(&s)))
+        .collect();
     let vdso = here
         .iter()
         .find(|v| v.kind == VmaKind::Vdso)
@@ -374,6 +407,9 @@ fn rebuild(
     for v in &p.vmas {
         let fd = match v.kind {
             VmaKind::Vdso | VmaKind::Vvar | VmaKind::VvarVclock | VmaKind::Vsyscall => continue,
+            VmaKind::FilePrivate | VmaKind::FileShared if v.file_id.is_some() => {
+                v.file_id.and_then(|id| prep.by_id.get(&id)).copied()
+            }
             VmaKind::FilePrivate | VmaKind::FileShared => {
                 let writable =
                     v.kind == VmaKind::FileShared && v.prot & libc::PROT_WRITE as u32 != 0;

@@ -47,16 +47,20 @@ pub fn fork() -> SysResult<Forked> {
 }
 
 /// Put the calling (child) process to sleep until a tracer takes it over: resets every signal
-/// disposition to default, unblocks all signals, then waits in `pause()` forever. Only
-/// async-signal-safe calls.
-pub fn child_park() -> ! {
+/// disposition to default, unblocks all signals, writes one byte to `ready` (when >= 0) so the
+/// parent knows the resets are done, then waits in `pause()` forever. Only async-signal-safe
+/// calls.
+pub fn child_park(ready: std::os::fd::RawFd) -> ! {
+    // The kernel's own zero disposition (handler SIG_DFL, no flags, no restorer): glibc's
+    // signal()/sigaction() would leave SA_RESTORER and flags behind.
+    let zero = [0u64; 4];
     for sig in 1..=64 {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
-        // SAFETY: resetting a disposition to SIG_DFL is async-signal-safe and passes no
-        // handler code.
-        unsafe { libc::signal(sig, libc::SIG_DFL) };
+        // SAFETY: rt_sigaction reads one kernel_sigaction (4 words) from `zero`; no handler
+        // code is installed.
+        unsafe { libc::syscall(libc::SYS_rt_sigaction, sig, zero.as_ptr(), 0usize, 8usize) };
     }
     // SAFETY: an empty sigset built by sigemptyset, passed to sigprocmask, both
     // async-signal-safe.
@@ -64,6 +68,10 @@ pub fn child_park() -> ! {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+    if ready >= 0 {
+        // SAFETY: write(2) of one byte from a local, async-signal-safe.
+        unsafe { libc::write(ready, b"r".as_ptr().cast(), 1) };
     }
     loop {
         // SAFETY: pause(2) has no arguments.

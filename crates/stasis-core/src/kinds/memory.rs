@@ -20,7 +20,7 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MemoryError {
-    #[error("pid {pid}: the mapping {start:#x}-{end:#x} of {path} is a deleted file; mapped deleted files are not supported yet")]
+    #[error("pid {pid}: the mapping {start:#x}-{end:#x} of {path} is a deleted file that no fd of the process holds; such mappings are not supported yet")]
     DeletedMapping {
         pid: i32,
         start: u64,
@@ -92,8 +92,9 @@ const RUN_PAGES: u64 = 256;
 /// Bytes read from the process per batch.
 const BATCH_BYTES: usize = 8 << 20;
 
-/// Decide how each VMA is saved and recreated.
-pub fn classify(pid: i32, smaps: &[SmapsEntry]) -> Result<Vec<VmaEntry>> {
+/// Decide how each VMA is saved and recreated. Mappings of deleted files (and memfds) must
+/// then be tied to an fd of the same file with [`link_deleted`].
+pub fn classify(smaps: &[SmapsEntry]) -> Vec<VmaEntry> {
     let mut out = Vec::with_capacity(smaps.len());
     for s in smaps {
         let m = &s.map;
@@ -119,23 +120,9 @@ pub fn classify(pid: i32, smaps: &[SmapsEntry]) -> Result<Vec<VmaEntry>> {
             let p = path.as_deref().unwrap_or("");
             if p == "/dev/zero" || p.starts_with("/SYSV") {
                 VmaKind::SharedAnon
-            } else if m.deleted {
-                return Err(MemoryError::DeletedMapping {
-                    pid,
-                    start: m.start,
-                    end: m.end,
-                    path: p.to_string(),
-                });
             } else {
                 VmaKind::FileShared
             }
-        } else if m.deleted {
-            return Err(MemoryError::DeletedMapping {
-                pid,
-                start: m.start,
-                end: m.end,
-                path: path.clone().unwrap_or_default(),
-            });
         } else {
             VmaKind::FilePrivate
         };
@@ -177,7 +164,34 @@ pub fn classify(pid: i32, smaps: &[SmapsEntry]) -> Result<Vec<VmaEntry>> {
                 .collect(),
         });
     }
-    Ok(out)
+    out
+}
+
+/// Tie every mapping of a deleted file to the dumped fd of the same inode (`inodes`: file id
+/// and inode), so restore maps the recreated file. A deleted file no fd holds is an error.
+pub fn link_deleted(
+    pid: i32,
+    smaps: &[SmapsEntry],
+    vmas: &mut [VmaEntry],
+    inodes: &[(u32, u64)],
+) -> Result<()> {
+    for (s, v) in smaps.iter().zip(vmas.iter_mut()) {
+        if !s.map.deleted || !matches!(v.kind, VmaKind::FilePrivate | VmaKind::FileShared) {
+            continue;
+        }
+        match inodes.iter().find(|(_, ino)| *ino == s.map.inode) {
+            Some((id, _)) => v.file_id = Some(*id),
+            None => {
+                return Err(MemoryError::DeletedMapping {
+                    pid,
+                    start: v.start,
+                    end: v.end,
+                    path: v.path.clone().unwrap_or_default(),
+                })
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Which pages of a VMA the image must hold.

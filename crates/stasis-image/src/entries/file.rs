@@ -44,6 +44,15 @@ pub enum FileKindEntry {
         #[serde(default)]
         seals: u32,
     },
+    /// One end of a pipe. Both ends of one pipe share `pipe_id`; the bytes buffered in the pipe
+    /// at dump time are kept once, on the first end dumped.
+    Pipe {
+        pipe_id: u64,
+        /// Pipe buffer capacity (F_GETPIPE_SZ).
+        size: u32,
+        #[serde(default)]
+        data: Option<BlobRef>,
+    },
     /// Something outside the dumped tree (a terminal, a pipe or socket of the parent shell):
     /// restore connects it to the restore command's own fd of the same number.
     External {

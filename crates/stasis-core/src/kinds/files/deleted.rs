@@ -54,11 +54,17 @@ pub fn open(image_dir: &Path, entry: &FileEntry) -> Result<OwnedFd, FilesError> 
     let data = stasis_image::read_blob(image_dir, content)?;
     let orig = Path::new(path);
     let dir = orig.parent().unwrap_or(Path::new("/"));
-    let tmp = dir.join(format!(
-        ".stasis-deleted-{}-{}",
-        std::process::id(),
-        entry.id
-    ));
+    // Recreated under its own name when that is free, so /proc/PID/fd shows the same
+    // "PATH (deleted)" as before; otherwise beside it.
+    let tmp = if std::fs::symlink_metadata(orig).is_err() {
+        orig.to_path_buf()
+    } else {
+        dir.join(format!(
+            ".stasis-deleted-{}-{}",
+            std::process::id(),
+            entry.id
+        ))
+    };
     let oerr = |op, source| FilesError::Open {
         id: entry.id,
         op,

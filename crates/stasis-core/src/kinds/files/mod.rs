@@ -8,6 +8,7 @@ pub mod deleted;
 pub mod external;
 pub mod memfd;
 pub mod path;
+pub mod pipe;
 
 use stasis_image::{FdEntry, FileEntry, FileKindEntry};
 use stasis_procfs::fdinfo::FdInfo;
@@ -76,12 +77,23 @@ pub struct DumpFd<'a> {
     /// Where blobs of this image go.
     pub image_dir: &'a Path,
     pub next_blob: &'a mut u32,
+    /// Pipes whose data is already saved.
+    pub seen_pipes: &'a mut std::collections::HashSet<u64>,
+}
+
+/// What opening files on restore shares between fds.
+pub struct OpenCx<'a> {
+    pub dir: &'a Path,
+    /// New pipes by saved pipe id: (read end, write end).
+    pub pipes: std::collections::HashMap<u64, (OwnedFd, OwnedFd)>,
 }
 
 /// The dumped fd table of one process plus the files it refers to.
 pub struct DumpedFds {
     pub fds: Vec<FdEntry>,
     pub files: Vec<FileEntry>,
+    /// (file id, inode) of files that mappings may refer to (deleted files, memfds).
+    pub inodes: Vec<(u32, u64)>,
 }
 
 /// O_CLOEXEC as fdinfo shows it in `flags`.
@@ -110,7 +122,9 @@ pub fn dump_fds(
     let mut out = DumpedFds {
         fds: Vec::new(),
         files: Vec::new(),
+        inodes: Vec::new(),
     };
+    let mut seen_pipes = std::collections::HashSet::new();
     // fd numbers that carry each file id, to find shared descriptions.
     let mut owners: Vec<(u32, i32)> = Vec::new();
     for fd in fds {
@@ -156,8 +170,19 @@ pub fn dump_fds(
                         stolen: &stolen,
                         image_dir,
                         next_blob,
+                        seen_pipes: &mut seen_pipes,
                     };
-                    dump_kind(&mut cx)?
+                    let kind = dump_kind(&mut cx)?;
+                    if matches!(
+                        kind,
+                        FileKindEntry::Memfd { .. } | FileKindEntry::Deleted { .. }
+                    ) {
+                        use std::os::unix::fs::MetadataExt;
+                        if let Ok(m) = std::fs::File::from(stolen).metadata() {
+                            out.inodes.push((id, m.ino()));
+                        }
+                    }
+                    kind
                 };
                 out.files.push(FileEntry {
                     id,
@@ -189,13 +214,15 @@ fn dump_kind(cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
         }
         return path::dump(cx);
     }
+    if link.starts_with("pipe:[") {
+        return pipe::dump(cx);
+    }
     let kind = link.split(':').next().unwrap_or(link).to_string();
     Err(FilesError::Unsupported {
         pid: cx.pid,
         fd: cx.fd,
         kind: link.to_string(),
         why: match kind.as_str() {
-            "pipe" => "pipes inside the process come with process trees",
             "socket" => "sockets come with process trees",
             "anon_inode" => "event and notification fds come with process trees",
             _ => "unknown descriptor type",
@@ -205,11 +232,12 @@ fn dump_kind(cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
 
 /// Open the file of `entry` in the restorer, positioned and flagged as saved.
 /// `own_fd` is the fd number the process had it at (for external files).
-pub fn open(image_dir: &Path, entry: &FileEntry, own_fd: i32) -> Result<OwnedFd, FilesError> {
+pub fn open(cx: &mut OpenCx, entry: &FileEntry, own_fd: i32) -> Result<OwnedFd, FilesError> {
     match &entry.kind {
         FileKindEntry::Path { .. } => path::open(entry),
-        FileKindEntry::Deleted { .. } => deleted::open(image_dir, entry),
-        FileKindEntry::Memfd { .. } => memfd::open(image_dir, entry),
+        FileKindEntry::Deleted { .. } => deleted::open(cx.dir, entry),
+        FileKindEntry::Memfd { .. } => memfd::open(cx.dir, entry),
+        FileKindEntry::Pipe { .. } => pipe::open(cx, entry),
         FileKindEntry::External { .. } => external::open(entry, own_fd),
     }
 }

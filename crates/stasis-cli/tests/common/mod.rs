@@ -64,10 +64,19 @@ pub struct Case {
     pub dir: tempfile::TempDir,
 }
 
+impl Default for Case {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Case {
     pub fn new() -> Case {
         Case {
-            dir: tempfile::Builder::new().prefix("stasis-e2e-").tempdir().unwrap(),
+            dir: tempfile::Builder::new()
+                .prefix("stasis-e2e-")
+                .tempdir()
+                .unwrap(),
         }
     }
     pub fn path(&self, name: &str) -> PathBuf {
@@ -108,7 +117,11 @@ pub fn wait_pidfile(path: &Path, child: &mut Child) -> i32 {
         if let Ok(Some(st)) = child.try_wait() {
             panic!("process exited ({st}) before writing {}", path.display());
         }
-        assert!(t.elapsed() < Duration::from_secs(30), "no pidfile {}", path.display());
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "no pidfile {}",
+            path.display()
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -161,7 +174,14 @@ pub fn run_stasis(args: &[&str]) -> Output {
 pub fn dump_kill(c: &Case, pid: i32, mut child: Child) -> Output {
     let reaper = std::thread::spawn(move || child.wait());
     let img = c.image();
-    let o = run_stasis(&["dump", "--pid", &pid.to_string(), "--dir", img.to_str().unwrap(), "--kill"]);
+    let o = run_stasis(&[
+        "dump",
+        "--pid",
+        &pid.to_string(),
+        "--dir",
+        img.to_str().unwrap(),
+        "--kill",
+    ]);
     assert!(o.status.success(), "dump failed: {}{}", o.stdout, o.stderr);
     reaper.join().unwrap().unwrap();
     o
@@ -209,7 +229,13 @@ pub fn cycle(c: &Case, argv: &[&str], o: CycleOpts) -> Cycle {
     dump_kill(c, pid, child);
     let rpid = c.path("restored.pid");
     let mut r = Command::new(stasis())
-        .args(["restore", "--dir", c.image().to_str().unwrap(), "--pidfile", rpid.to_str().unwrap()])
+        .args([
+            "restore",
+            "--dir",
+            c.image().to_str().unwrap(),
+            "--pidfile",
+            rpid.to_str().unwrap(),
+        ])
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(c.path("after.out")).unwrap())
         .stderr(std::fs::File::create(c.path("after.err")).unwrap())
@@ -223,10 +249,17 @@ pub fn cycle(c: &Case, argv: &[&str], o: CycleOpts) -> Cycle {
                 std::fs::read_to_string(c.path("after.err")).unwrap_or_default()
             );
         }
-        assert!(t.elapsed() < Duration::from_secs(30), "restore did not start");
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "restore did not start"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
-    let restored: i32 = std::fs::read_to_string(&rpid).unwrap().trim().parse().unwrap();
+    let restored: i32 = std::fs::read_to_string(&rpid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert_eq!(restored, pid, "restored with another pid");
     if let Some((sig, delay)) = o.go {
         std::thread::sleep(delay);
