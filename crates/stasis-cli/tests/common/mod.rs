@@ -215,14 +215,21 @@ impl Default for CycleOpts {
     }
 }
 
-/// Start `argv` (its first argument after the program is the pidfile), dump --kill it,
+/// Start `argv` (with the pidfile at `{pidfile}`, else as first argument), dump --kill it,
 /// restore it in the foreground, optionally signal it, and collect everything.
 pub fn cycle(c: &Case, argv: &[&str], o: CycleOpts) -> Cycle {
     let pidfile = c.path("pidfile");
-    let mut full: Vec<&str> = vec![argv[0]];
     let pf = pidfile.to_str().unwrap().to_string();
-    full.push(&pf);
-    full.extend_from_slice(&argv[1..]);
+    // The pidfile goes where "{pidfile}" stands, or right after the program.
+    let full: Vec<&str> = if argv.contains(&"{pidfile}") {
+        argv.iter()
+            .map(|a| if *a == "{pidfile}" { pf.as_str() } else { a })
+            .collect()
+    } else {
+        let mut v = vec![argv[0], pf.as_str()];
+        v.extend_from_slice(&argv[1..]);
+        v
+    };
     let mut child = spawn(c, &full, "before.out");
     let pid = wait_pidfile(&pidfile, &mut child);
     std::thread::sleep(o.settle);

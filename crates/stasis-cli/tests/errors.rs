@@ -1,0 +1,279 @@
+//! Bad input and failures: every error names the thing at fault, a failed dump leaves the
+//! process running and no image, a failed restore leaves no process and the image untouched.
+
+mod common;
+use common::*;
+use std::path::Path;
+use std::time::Duration;
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}
+
+fn no_leftovers(dir: &Path) {
+    let parent = dir.parent().unwrap();
+    let name = dir.file_name().unwrap().to_str().unwrap();
+    let left: Vec<_> = std::fs::read_dir(parent)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!("{name}.tmp-")))
+        .collect();
+    assert!(left.is_empty(), "staging directories left behind: {left:?}");
+}
+
+/// Start the static counter and return (case, pid, child).
+fn counter() -> (Case, i32, std::process::Child) {
+    let bin = build("counter", &[], "counter-static");
+    let c = Case::new();
+    let pf = c.path("pidfile");
+    let mut child = spawn(&c, &[bin.to_str().unwrap(), pf.to_str().unwrap()], "out");
+    let pid = wait_pidfile(&pf, &mut child);
+    (c, pid, child)
+}
+
+/// The counter must still be running normally: it answers SIGUSR2 with exit 0.
+fn still_fine(pid: i32, mut child: std::process::Child) {
+    assert!(alive(pid), "process {pid} is gone");
+    std::thread::sleep(Duration::from_millis(100));
+    signal(pid, libc::SIGUSR2);
+    let st = wait_timeout(&mut child, Duration::from_secs(20));
+    assert!(
+        st.success(),
+        "process {pid} did not continue unharmed: {st}"
+    );
+}
+
+#[test]
+fn dump_of_unknown_pid_names_it() {
+    let c = Case::new();
+    let o = run_stasis(&[
+        "dump",
+        "--pid",
+        "4000000",
+        "--dir",
+        c.image().to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        o.stderr.contains("no process with pid 4000000"),
+        "{}",
+        o.stderr
+    );
+    assert!(!c.image().exists());
+    no_leftovers(&c.image());
+}
+
+#[test]
+fn dump_into_nonempty_dir_is_refused_and_process_runs_on() {
+    let _g = serial();
+    let (c, pid, child) = counter();
+    std::fs::create_dir(c.image()).unwrap();
+    std::fs::write(c.image().join("precious"), b"x").unwrap();
+    let o = run_stasis(&[
+        "dump",
+        "--pid",
+        &pid.to_string(),
+        "--dir",
+        c.image().to_str().unwrap(),
+        "--kill",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        o.stderr.contains("already exists and is not empty"),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(std::fs::read(c.image().join("precious")).unwrap(), b"x");
+    still_fine(pid, child);
+}
+
+#[test]
+fn unsupported_fd_fails_cleanly_naming_the_fd() {
+    let _g = serial();
+    let c = Case::new();
+    let pf = c.path("pidfile");
+    let script = format!(
+        "import socket, os, time, signal, sys\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         fd = s.fileno()\n\
+         signal.signal(signal.SIGUSR2, lambda *a: sys.exit(7))\n\
+         open('{pf}.tmp', 'w').write(f'{{os.getpid()}}\\n'); os.rename('{pf}.tmp', '{pf}')\n\
+         print('fd', fd, flush=True)\n\
+         while True: time.sleep(0.05)\n",
+        pf = pf.display()
+    );
+    let mut child = spawn(&c, &["python3", "-c", &script], "out");
+    let pid = wait_pidfile(&pf, &mut child);
+    std::thread::sleep(Duration::from_millis(100));
+    let fd: i32 = std::fs::read_to_string(c.path("out"))
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let o = run_stasis(&[
+        "dump",
+        "--pid",
+        &pid.to_string(),
+        "--dir",
+        c.image().to_str().unwrap(),
+        "--kill",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        o.stderr.contains(&format!("pid {pid} fd {fd}: socket:["))
+            && o.stderr.contains("not supported"),
+        "{}",
+        o.stderr
+    );
+    assert!(!c.image().exists(), "a failed dump left an image");
+    no_leftovers(&c.image());
+    assert!(alive(pid));
+    signal(pid, libc::SIGUSR2);
+    let st = wait_timeout(&mut child, Duration::from_secs(20));
+    assert_eq!(st.code(), Some(7), "the process did not run on normally");
+}
+
+#[test]
+fn restore_refuses_a_taken_pid() {
+    let _g = serial();
+    let (c, pid, child) = counter();
+    let o = run_stasis(&[
+        "dump",
+        "--pid",
+        &pid.to_string(),
+        "--dir",
+        c.image().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", o.stderr);
+    let o = run_stasis(&["restore", "--dir", c.image().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        o.stderr.contains(&format!("pid {pid} is taken")),
+        "{}",
+        o.stderr
+    );
+    still_fine(pid, child);
+}
+
+/// Dump --kill a counter and hand back the case and its pid.
+fn dumped_counter() -> (Case, i32) {
+    let (c, pid, child) = counter();
+    std::thread::sleep(Duration::from_millis(100));
+    dump_kill(&c, pid, child);
+    (c, pid)
+}
+
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn restore_fails_with(c: &Case, pid: i32, needle: &str) {
+    let before = snapshot(&c.image());
+    let o = run_stasis(&["restore", "--dir", c.image().to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "restore should fail: {}",
+        o.stderr
+    );
+    assert!(
+        o.stderr.contains(needle),
+        "expected '{needle}' in: {}",
+        o.stderr
+    );
+    assert!(!alive(pid), "a half-restored process {pid} remains");
+    assert_eq!(snapshot(&c.image()), before, "restore touched the image");
+}
+
+#[test]
+fn corrupt_pages_are_refused_and_image_left_untouched() {
+    let _g = serial();
+    let (c, pid) = dumped_counter();
+    let pages = c.image().join(format!("pages-{pid}"));
+    let mut bytes = std::fs::read(&pages).unwrap();
+    let orig = bytes.clone();
+    let last = bytes.len() - 100;
+    bytes[last] ^= 0x55;
+    std::fs::write(&pages, &bytes).unwrap();
+    restore_fails_with(&c, pid, "is corrupt (checksum mismatch)");
+    assert!(
+        run_stasis(&["restore", "--dir", c.image().to_str().unwrap()])
+            .stderr
+            .contains(&format!("pages-{pid}")),
+        "the error names the file"
+    );
+    // Repaired, the same image restores: nothing else was harmed.
+    std::fs::write(&pages, &orig).unwrap();
+    let mut r = std::process::Command::new(stasis())
+        .args(["restore", "--dir", c.image().to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    signal(pid, libc::SIGUSR2);
+    assert!(wait_timeout(&mut r, Duration::from_secs(20)).success());
+}
+
+#[test]
+fn truncated_record_is_refused() {
+    let _g = serial();
+    let (c, pid) = dumped_counter();
+    let p = c.image().join(format!("process-{pid}"));
+    let bytes = std::fs::read(&p).unwrap();
+    std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+    restore_fails_with(&c, pid, "is truncated");
+}
+
+#[test]
+fn truncated_page_file_is_refused() {
+    let _g = serial();
+    let (c, pid) = dumped_counter();
+    let p = c.image().join(format!("pages-{pid}"));
+    let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+    let len = f.metadata().unwrap().len();
+    f.set_len(len - 4096).unwrap();
+    restore_fails_with(&c, pid, "outside the page file");
+}
+
+#[test]
+fn newer_format_is_refused() {
+    let _g = serial();
+    let (c, pid) = dumped_counter();
+    let p = c.image().join("inventory");
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes[12] = 99; // minor version
+    std::fs::write(&p, &bytes).unwrap();
+    restore_fails_with(&c, pid, "format version 1.99");
+    bytes[10] = 2; // major version
+    std::fs::write(&p, &bytes).unwrap();
+    restore_fails_with(&c, pid, "use a newer stasis");
+}
+
+#[test]
+fn not_an_image_is_refused() {
+    let c = Case::new();
+    let o = run_stasis(&["restore", "--dir", c.dir.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        o.stderr.contains("inventory: missing from the image"),
+        "{}",
+        o.stderr
+    );
+    let o = run_stasis(&["show", c.path("nope").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(o.stderr.contains("nope"), "{}", o.stderr);
+}

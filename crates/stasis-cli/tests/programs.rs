@@ -1,0 +1,80 @@
+//! Real programs nobody here wrote, dumped, killed and restored mid-run: their final result
+//! must equal an uninterrupted run's.
+
+mod common;
+use common::*;
+use std::time::Duration;
+
+fn script(name: &str) -> String {
+    workloads_dir().join(name).to_str().unwrap().to_string()
+}
+
+#[test]
+fn python_computation_matches_uninterrupted_run() {
+    let _g = serial();
+    let py = script("python_compute.py");
+    // Reference: run to completion without stasis.
+    let c0 = Case::new();
+    let pf0 = c0.path("pidfile");
+    let mut ref_run = spawn(&c0, &["python3", &py, pf0.to_str().unwrap()], "out");
+    assert!(wait_timeout(&mut ref_run, Duration::from_secs(120)).success());
+    let reference = std::fs::read_to_string(c0.path("out")).unwrap();
+    let expected = reference
+        .lines()
+        .find(|l| l.starts_with("result "))
+        .expect("a result line")
+        .to_string();
+
+    let c = Case::new();
+    let r = cycle(
+        &c,
+        &["python3", &py, "{pidfile}"],
+        CycleOpts {
+            settle: Duration::from_millis(1200),
+            go: None,
+            timeout: Duration::from_secs(120),
+        },
+    );
+    r.assert_ok();
+    assert!(
+        r.before.contains("step") && !r.before.contains("result"),
+        "dumped mid-run:\n{}",
+        r.before
+    );
+    let got = r
+        .after
+        .lines()
+        .find(|l| l.starts_with("result "))
+        .unwrap_or("<none>");
+    assert_eq!(got, expected, "restored python computed something else");
+}
+
+#[test]
+fn bash_loop_continues_without_losing_a_line() {
+    let _g = serial();
+    let sh = script("bash_builtin_loop.sh");
+    let c = Case::new();
+    let r = cycle(
+        &c,
+        &["bash", &sh, "{pidfile}"],
+        CycleOpts {
+            settle: Duration::from_millis(800),
+            go: None,
+            timeout: Duration::from_secs(60),
+        },
+    );
+    r.assert_ok();
+    let all: Vec<String> = r
+        .before
+        .lines()
+        .chain(r.after.lines())
+        .map(String::from)
+        .collect();
+    assert!(!r.before.is_empty() && !r.after.is_empty());
+    let lines: Vec<&String> = all.iter().filter(|l| l.starts_with("line ")).collect();
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(**l, format!("line {}", i + 1), "line lost or repeated");
+    }
+    assert_eq!(lines.len(), 300);
+    assert_eq!(all.last().map(String::as_str), Some("end"));
+}
