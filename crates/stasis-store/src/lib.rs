@@ -80,6 +80,23 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
         .map_err(io("fsync", dir))
 }
 
+/// Remove staging directories `NAME.tmp-PID-N` left by a stasis that died mid-dump (its PID
+/// no longer exists): they are never images, only debris.
+fn remove_stale(parent: &Path, name: &str) {
+    let prefix = format!("{name}.tmp-");
+    let Ok(rd) = std::fs::read_dir(parent) else { return };
+    for e in rd.flatten() {
+        let fname = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = fname.strip_prefix(&prefix) else { continue };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 impl Store for LocalStore {
     fn stage(&self, target: &Path) -> Result<Staging, StoreError> {
         if let Ok(mut rd) = std::fs::read_dir(target) {
@@ -99,6 +116,7 @@ impl Store for LocalStore {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "image".into());
+        remove_stale(&parent, &name);
         for n in 0..1000u32 {
             let dir = parent.join(format!("{name}.tmp-{}-{n}", std::process::id()));
             match std::fs::create_dir(&dir) {
@@ -156,5 +174,17 @@ mod tests {
         drop(s);
         assert!(!staged.exists());
         assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn stale_staging_of_dead_stasis_is_removed() {
+        let root = tempfile::tempdir().unwrap();
+        // pid 0x7ffffff0 cannot exist (above pid_max).
+        let stale = root.path().join("img.tmp-2147483632-0");
+        std::fs::create_dir(&stale).unwrap();
+        std::fs::write(stale.join("pages-1"), b"partial").unwrap();
+        let s = LocalStore.stage(&root.path().join("img")).unwrap();
+        assert!(!stale.exists());
+        drop(s);
     }
 }
