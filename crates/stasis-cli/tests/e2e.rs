@@ -158,3 +158,87 @@ fn blocking_futex() {
     let _g = serial();
     workload("blocking", &["futex"]);
 }
+
+/// Start the static counter, dump --kill it, and return (case, pid).
+fn dumped_counter(c: &Case) -> i32 {
+    let bin = build("counter", &[], "counter-static");
+    let pf = c.path("pidfile");
+    let mut child = spawn(
+        c,
+        &[bin.to_str().unwrap(), pf.to_str().unwrap()],
+        "before.out",
+    );
+    let pid = wait_pidfile(&pf, &mut child);
+    std::thread::sleep(Duration::from_millis(150));
+    dump_kill(c, pid, child);
+    pid
+}
+
+#[test]
+fn restore_detach_returns_and_process_runs_on_its_own() {
+    let _g = serial();
+    let c = Case::new();
+    let pid = dumped_counter(&c);
+    let rpid = c.path("restored.pid");
+    let out = std::fs::File::create(c.path("after.out")).unwrap();
+    let st = std::process::Command::new(stasis())
+        .args([
+            "restore",
+            "--detach",
+            "--dir",
+            c.image().to_str().unwrap(),
+            "--pidfile",
+            rpid.to_str().unwrap(),
+        ])
+        .stdout(out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(
+        std::fs::read_to_string(&rpid).unwrap().trim(),
+        pid.to_string()
+    );
+    // It runs on after the restore command is gone, printing into the restore's stdout.
+    std::thread::sleep(Duration::from_millis(300));
+    signal(pid, libc::SIGUSR2);
+    let t = std::time::Instant::now();
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "detached process did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let after = std::fs::read_to_string(c.path("after.out")).unwrap();
+    assert!(after.contains("tick") && after.contains("done"), "{after}");
+    assert_continuous(
+        &std::fs::read_to_string(c.path("before.out")).unwrap(),
+        &after,
+    );
+}
+
+#[test]
+fn foreground_restore_forwards_sigterm_and_reports_the_death() {
+    let _g = serial();
+    let c = Case::new();
+    let pid = dumped_counter(&c);
+    let mut r = std::process::Command::new(stasis())
+        .args(["restore", "--dir", c.image().to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(c.path("restore.err")).unwrap())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    signal(r.id() as i32, libc::SIGTERM);
+    let st = wait_timeout(&mut r, Duration::from_secs(20));
+    assert_eq!(
+        st.code(),
+        Some(128 + libc::SIGTERM),
+        "restore exits like a shell would"
+    );
+    let err = std::fs::read_to_string(c.path("restore.err")).unwrap();
+    assert!(
+        err.contains(&format!("restored pid {pid} was killed by SIGTERM")),
+        "{err}"
+    );
+}

@@ -277,3 +277,59 @@ fn not_an_image_is_refused() {
     assert_eq!(o.status.code(), Some(1));
     assert!(o.stderr.contains("nope"), "{}", o.stderr);
 }
+
+#[test]
+fn disk_full_during_dump_leaves_process_and_no_image() {
+    let _g = serial();
+    let c = Case::new();
+    let small = c.path("small");
+    std::fs::create_dir(&small).unwrap();
+    let st = std::process::Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=2m",
+            "tmpfs",
+            small.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success(), "mounting a 2 MiB tmpfs (needs root)");
+    struct Umount(std::path::PathBuf);
+    impl Drop for Umount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _u = Umount(small.clone());
+    // memory.c holds about 28 MiB of pages: far more than fits.
+    let bin = build("memory", &[], "memory");
+    let pf = c.path("pidfile");
+    let mut child = spawn(&c, &[bin.to_str().unwrap(), pf.to_str().unwrap()], "out");
+    let pid = wait_pidfile(&pf, &mut child);
+    let img = small.join("image");
+    let o = run_stasis(&[
+        "dump",
+        "--pid",
+        &pid.to_string(),
+        "--dir",
+        img.to_str().unwrap(),
+        "--kill",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(o.stderr.contains("No space left on device"), "{}", o.stderr);
+    assert!(!img.exists());
+    no_leftovers(&img);
+    assert_eq!(
+        std::fs::read_dir(&small).unwrap().count(),
+        0,
+        "the failed dump left files"
+    );
+    // The process runs on and its memory is intact.
+    assert!(alive(pid));
+    signal(pid, libc::SIGUSR2);
+    let st = wait_timeout(&mut child, Duration::from_secs(30));
+    let out = std::fs::read_to_string(c.path("out")).unwrap();
+    assert!(st.success() && !out.contains("FAIL"), "{out}");
+}

@@ -181,14 +181,31 @@ struct Seized {
 }
 
 impl Seized {
-    /// Put registers and mask back and detach; the process continues where it was.
-    fn release(&mut self, same_process: bool) {
+    /// Put the saved registers and signal mask back without detaching.
+    fn release_cpu(&mut self, same_process: bool) -> Result<(), TraceeError> {
+        let pid = self.pid.as_raw();
         if let Some(base) = self.base.take() {
-            let _ = ptrace::set_regs(self.pid, &resume_regs(&base, same_process));
+            ptrace::set_regs(self.pid, &resume_regs(&base, same_process)).map_err(|source| {
+                TraceeError::Ptrace {
+                    pid,
+                    step: "SETREGS",
+                    source,
+                }
+            })?;
         }
         if let Some(mask) = self.sigmask.take() {
-            let _ = ptrace::set_sigmask(self.pid, mask);
+            ptrace::set_sigmask(self.pid, mask).map_err(|source| TraceeError::Ptrace {
+                pid,
+                step: "SETSIGMASK",
+                source,
+            })?;
         }
+        Ok(())
+    }
+
+    /// Put registers and mask back and detach; the process continues where it was.
+    fn release(&mut self, same_process: bool) {
+        let _ = self.release_cpu(same_process);
         let _ = ptrace::detach(self.pid, 0);
     }
 }
@@ -245,6 +262,10 @@ fn collect(state: &mut Seized, dir: &std::path::Path) -> Result<memory::PagesSta
     let unmapped = s.unmap(&mut t);
     let (sigactions, itimers, clear_child_tid, altstack, brk) = inside?;
     unmapped?;
+    // The process needs nothing from inside any more: give it back its own registers and mask
+    // now, so that if stasis dies during the long page copy the kernel's detach lets it run on
+    // exactly where it was.
+    state.release_cpu(true)?;
 
     // Memory.
     let regions = memory::pages_to_save(pid, &vmas)?;

@@ -84,10 +84,14 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 /// no longer exists): they are never images, only debris.
 fn remove_stale(parent: &Path, name: &str) {
     let prefix = format!("{name}.tmp-");
-    let Ok(rd) = std::fs::read_dir(parent) else { return };
+    let Ok(rd) = std::fs::read_dir(parent) else {
+        return;
+    };
     for e in rd.flatten() {
         let fname = e.file_name().to_string_lossy().into_owned();
-        let Some(rest) = fname.strip_prefix(&prefix) else { continue };
+        let Some(rest) = fname.strip_prefix(&prefix) else {
+            continue;
+        };
         let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
             continue;
         };
