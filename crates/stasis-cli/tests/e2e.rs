@@ -242,3 +242,34 @@ fn foreground_restore_forwards_sigterm_and_reports_the_death() {
         "{err}"
     );
 }
+
+#[test]
+fn process_of_another_user_gets_its_credentials_back() {
+    let _g = serial();
+    let bin = build("process", &[], "process");
+    let c = Case::new();
+    // The unprivileged user must reach its pidfile and temp dir.
+    std::fs::set_permissions(
+        c.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let tmp = c.dir.path().to_str().unwrap().to_string();
+    let r = cycle(
+        &c,
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            bin.to_str().unwrap(),
+            "{pidfile}",
+            &tmp,
+        ],
+        CycleOpts::default(),
+    );
+    r.assert_ok();
+    assert!(r.after.contains("ok creds"), "{}", r.after);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", std::process::id())).unwrap();
+    assert!(status.contains("Uid:\t0"), "the test itself runs as root");
+}

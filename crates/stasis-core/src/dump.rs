@@ -257,10 +257,11 @@ fn collect(state: &mut Seized, dir: &std::path::Path) -> Result<memory::PagesSta
         let timers = signal::dump_itimers(&mut t, s)?;
         let (tid_addr, alt) = thread::dump_inside(&mut t, s)?;
         let brk = process::dump_brk(&mut t)?;
-        Ok((acts, timers, tid_addr, alt, brk))
+        let dumpable = process::dump_dumpable(&mut t)?;
+        Ok((acts, timers, tid_addr, alt, brk, dumpable))
     })();
     let unmapped = s.unmap(&mut t);
-    let (sigactions, itimers, clear_child_tid, altstack, brk) = inside?;
+    let (sigactions, itimers, clear_child_tid, altstack, brk, dumpable) = inside?;
     unmapped?;
     // The process needs nothing from inside any more: give it back its own registers and mask
     // now, so that if stasis dies during the long page copy the kernel's detach lets it run on
@@ -292,6 +293,7 @@ fn collect(state: &mut Seized, dir: &std::path::Path) -> Result<memory::PagesSta
         .unwrap_or(0);
     let mut entry = info.entry;
     entry.mm.brk = brk;
+    entry.dumpable = dumpable;
     entry.vmas = vmas;
     entry.sigactions = sigactions;
     entry.itimers = itimers;

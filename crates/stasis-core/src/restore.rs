@@ -464,6 +464,7 @@ fn rebuild(
     signal::queue_signals(&mut t, s, Some(th.tid), &th.pending)?;
     signal::queue_signals(&mut t, s, None, &p.shared_pending)?;
     process::restore_creds(&mut t, s, &p.creds)?;
+    process::restore_dumpable(&mut t, p.dumpable)?;
     s.unmap(&mut t)?;
     thread::restore_cpu(child, th, false)?;
     Ok(stats)

@@ -134,6 +134,7 @@ pub fn dump(src: &impl ProcSource, pid: i32) -> Result<ProcInfo> {
         itimers: Vec::new(),
         shared_pending: Vec::new(),
         fds: Vec::new(),
+        dumpable: 1,
         stopped: stat.state == 'T',
     };
     Ok(ProcInfo {
@@ -141,6 +142,16 @@ pub fn dump(src: &impl ProcSource, pid: i32) -> Result<ProcInfo> {
         stat,
         entry,
     })
+}
+
+/// prctl(PR_GET_DUMPABLE), asked of the process itself.
+pub fn dump_dumpable(t: &mut impl Tracee) -> Result<u32, TraceeError> {
+    t.syscall(
+        "prctl(PR_GET_DUMPABLE)",
+        libc::SYS_prctl,
+        [libc::PR_GET_DUMPABLE as u64, 0, 0, 0, 0, 0],
+    )
+    .map(|v| v as u32)
 }
 
 /// The current program break, asked of the process itself (`brk(0)`).
@@ -307,4 +318,22 @@ pub fn restore_creds(t: &mut impl Tracee, s: Scratch, c: &CredsEntry) -> Result<
         )?;
     }
     Ok(())
+}
+
+/// The dumpable flag, which a credential change resets (only 0 and 1 can be set).
+pub fn restore_dumpable(t: &mut impl Tracee, dumpable: u32) -> Result<()> {
+    set(
+        t,
+        "the dumpable flag",
+        libc::SYS_prctl,
+        [
+            libc::PR_SET_DUMPABLE as u64,
+            dumpable.min(1) as u64,
+            0,
+            0,
+            0,
+            0,
+        ],
+    )
+    .map(drop)
 }

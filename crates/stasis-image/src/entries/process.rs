@@ -28,9 +28,16 @@ pub struct ProcessEntry {
     /// The process-wide (shared) pending signal queue.
     pub shared_pending: Vec<SiginfoEntry>,
     pub fds: Vec<FdEntry>,
+    /// prctl(PR_GET_DUMPABLE): changing credentials resets it, so restore sets it after them.
+    #[serde(default = "one")]
+    pub dumpable: u32,
     /// The process was in a job-control stop at dump time and must stay stopped.
     #[serde(default)]
     pub stopped: bool,
+}
+
+fn one() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

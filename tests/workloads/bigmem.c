@@ -1,0 +1,239 @@
+// bigmem.c: a process whose state is mostly one big anonymous mapping, for
+// scripts/bench (dump/restore throughput against a plain write/read baseline).
+// build:
+//
+// Usage:
+//   bigmem PIDFILE MIB
+//     mmap MIB MiB of private anonymous memory, fill every byte with a
+//     non-zero pseudo-random pattern (no zero-page or same-page shortcut can
+//     apply), write the PID to PIDFILE.tmp and rename it to PIDFILE, then
+//     loop in pause(). On SIGUSR2: verify the whole buffer, write "ok\n" or
+//     "bad\n" to PIDFILE.result (tmp + rename), exit 0 (intact) or 1 (not).
+//     A restored process is not the harness's child, so the result file is
+//     how the harness learns the outcome. Watchdog: killed by SIGALRM if no
+//     SIGUSR2 arrives within BIGMEM_TIMEOUT_SEC (default 900) seconds.
+//     (pause() can miss a SIGUSR2 that lands between the flag test and the
+//     call: the harness re-sends SIGUSR2 until the process is gone.)
+//   bigmem --baseline DIR MIB
+//     Allocate and fill the same way, then time with CLOCK_MONOTONIC
+//     (a) writing the buffer to a new file DIR/baseline.bin with write() in
+//         8 MiB chunks, then fsync;
+//     (b) reading the file back with read() (8 MiB chunks) into a fresh
+//         anonymous mapping (from the page cache, as a restore reads its
+//         freshly written image), then check the copy is identical;
+//     print "WRITE_S READ_S" and remove the file. This is what a dump and a
+//     restore do at the least: move every byte once through the kernel.
+//
+// Exit status: 0 ok, 1 pattern mismatch, 3 setup/usage error.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MIB (1024UL * 1024)
+#define CHUNK (8 * MIB)
+#define SEED 0x5eed5eed12345678ULL
+
+static volatile sig_atomic_t got_usr2;
+
+static void on_usr2(int sig)
+{
+	(void)sig;
+	got_usr2 = 1;
+}
+
+static void die(const char *what)
+{
+	fprintf(stderr, "bigmem: %s: %s\n", what, strerror(errno));
+	exit(3);
+}
+
+/* splitmix64 of the word index: every word is independent, so filling and
+ * checking need no sequential state, and each byte is forced odd (non-zero). */
+static inline uint64_t word_at(uint64_t i)
+{
+	uint64_t z = SEED + (i + 1) * 0x9e3779b97f4a7c15ULL;
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	z ^= z >> 31;
+	return z | 0x0101010101010101ULL;
+}
+
+static void fill(uint64_t *p, size_t words)
+{
+	for (size_t i = 0; i < words; i++)
+		p[i] = word_at(i);
+}
+
+/* index of the first wrong word, or -1 */
+static long check(const uint64_t *p, size_t words)
+{
+	for (size_t i = 0; i < words; i++)
+		if (p[i] != word_at(i))
+			return (long)i;
+	return -1;
+}
+
+static uint64_t *alloc(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		die("mmap");
+	return p;
+}
+
+static size_t parse_mib(const char *s)
+{
+	char *end;
+	unsigned long v = strtoul(s, &end, 10);
+	if (*s == '\0' || *end != '\0' || v == 0 || v > 1024 * 1024) {
+		fprintf(stderr, "bigmem: bad size in MiB: '%s'\n", s);
+		exit(3);
+	}
+	return v * MIB;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* write the whole string to path.tmp, fsync-free rename to path */
+static int write_atomic(const char *path, const char *text)
+{
+	char tmp[4200];
+	if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+		return -1;
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -1;
+	size_t n = strlen(text);
+	ssize_t w = write(fd, text, n);
+	if (close(fd) != 0 || w != (ssize_t)n)
+		return -1;
+	return rename(tmp, path);
+}
+
+static int baseline(const char *dir, size_t len)
+{
+	uint64_t *buf = alloc(len);
+	fill(buf, len / 8);
+
+	char path[4200];
+	if (snprintf(path, sizeof path, "%s/baseline.bin", dir) >= (int)sizeof path) {
+		fprintf(stderr, "bigmem: directory name too long\n");
+		return 3;
+	}
+	const char *c = (const char *)buf;
+
+	double t0 = now();
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		die("create baseline.bin");
+	for (size_t off = 0; off < len;) {
+		size_t n = len - off < CHUNK ? len - off : CHUNK;
+		ssize_t w = write(fd, c + off, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			die("write baseline.bin");
+		off += (size_t)w;
+	}
+	if (fsync(fd) != 0)
+		die("fsync baseline.bin");
+	if (close(fd) != 0)
+		die("close baseline.bin");
+	double t_write = now() - t0;
+
+	t0 = now();
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		die("open baseline.bin");
+	char *copy = (char *)alloc(len);
+	for (size_t off = 0; off < len;) {
+		size_t n = len - off < CHUNK ? len - off : CHUNK;
+		ssize_t r = read(fd, copy + off, n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			die("read baseline.bin");
+		if (r == 0) {
+			fprintf(stderr, "bigmem: baseline.bin is short\n");
+			return 3;
+		}
+		off += (size_t)r;
+	}
+	close(fd);
+	double t_read = now() - t0;
+
+	unlink(path);
+	long bad = check((const uint64_t *)copy, len / 8);
+	if (bad >= 0) {
+		fprintf(stderr, "bigmem: baseline copy differs at byte %ld\n", bad * 8);
+		return 1;
+	}
+	printf("%.6f %.6f\n", t_write, t_read);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 4 && strcmp(argv[1], "--baseline") == 0)
+		return baseline(argv[2], parse_mib(argv[3]));
+	if (argc != 3) {
+		fprintf(stderr, "usage: bigmem PIDFILE MIB | bigmem --baseline DIR MIB\n");
+		return 3;
+	}
+	const char *pidfile = argv[1];
+	size_t len = parse_mib(argv[2]);
+
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_usr2;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGUSR2, &sa, NULL) != 0)
+		die("sigaction");
+
+	uint64_t *buf = alloc(len);
+	fill(buf, len / 8);
+
+	char text[32];
+	snprintf(text, sizeof text, "%d\n", (int)getpid());
+	if (write_atomic(pidfile, text) != 0)
+		die("write pidfile");
+
+	/* watchdog: a leaked bigmem (harness killed) must not hold memory
+	 * forever; ITIMER_REAL is part of the dumped state */
+	const char *to = getenv("BIGMEM_TIMEOUT_SEC");
+	unsigned timeout = to && atoi(to) > 0 ? (unsigned)atoi(to) : 900;
+	signal(SIGALRM, SIG_DFL);
+	alarm(timeout);
+
+	while (!got_usr2)
+		pause(); /* SIGALRM (default action) ends the process: exit by signal */
+	alarm(0);
+
+	long bad = check(buf, len / 8);
+	char result[4200];
+	if (snprintf(result, sizeof result, "%s.result", pidfile) >= (int)sizeof result) {
+		fprintf(stderr, "bigmem: pidfile name too long\n");
+		return 3;
+	}
+	if (write_atomic(result, bad < 0 ? "ok\n" : "bad\n") != 0)
+		die("write result file");
+	if (bad >= 0) {
+		fprintf(stderr, "bigmem: memory differs at byte %ld of %zu\n", bad * 8, len);
+		return 1;
+	}
+	return 0;
+}
