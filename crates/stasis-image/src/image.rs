@@ -100,7 +100,17 @@ pub fn read_record_file<T: DeserializeOwned>(path: &Path, kind: FileKind) -> Res
         }
         Err(e) => return Err(io("open", path)(e)),
     };
-    check_header(path, &bytes, kind)?;
+    decode_record(path, &bytes, kind)
+}
+
+/// Decode and verify a whole single-record file held in memory; `path` only names it in
+/// errors. Never panics, whatever the bytes (fuzzed in fuzz/).
+pub fn decode_record<T: DeserializeOwned>(
+    path: &Path,
+    bytes: &[u8],
+    kind: FileKind,
+) -> Result<T, ImageError> {
+    check_header(path, bytes, kind)?;
     let (payload, used) = decode_frame(&bytes[HEADER_LEN..]).map_err(|e| match e {
         FrameError::Truncated { wanted } => ImageError::Truncated {
             path: path.to_path_buf(),

@@ -30,3 +30,32 @@ fn v1_0_counter_static_decodes_and_verifies() {
     assert_eq!(bytes, img.pagemaps[0].total_pages() * 4096);
     assert!(bytes > 0);
 }
+
+/// Damaged records never panic the decoder: every single-byte change of a real process record
+/// is either refused with an error or (in the checksum-free header padding) still decodes.
+#[test]
+fn damaged_records_are_refused_without_panicking() {
+    use stasis_image::{decode_record, FileKind, ProcessEntry};
+    let dir = golden("v1.0/counter-static");
+    let name = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .find(|n| n.starts_with("process-"))
+        .unwrap();
+    let path = dir.join(&name);
+    let good = std::fs::read(&path).unwrap();
+    decode_record::<ProcessEntry>(&path, &good, FileKind::Process).unwrap();
+    let mut refused = 0;
+    for i in (0..good.len()).step_by(7) {
+        for flip in [0x01u8, 0x80, 0xff] {
+            let mut bad = good.clone();
+            bad[i] ^= flip;
+            if decode_record::<ProcessEntry>(&path, &bad, FileKind::Process).is_err() {
+                refused += 1;
+            }
+        }
+        // Every truncation is refused.
+        assert!(decode_record::<ProcessEntry>(&path, &good[..i], FileKind::Process).is_err());
+    }
+    assert!(refused > good.len() / 3, "checksums catch damage ({refused} refused)");
+}
