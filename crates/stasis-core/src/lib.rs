@@ -3,6 +3,8 @@
 
 pub mod check;
 pub mod dump;
+#[cfg(test)]
+pub mod fake;
 pub mod freeze;
 pub mod kinds;
 pub mod restore;

@@ -57,5 +57,8 @@ fn damaged_records_are_refused_without_panicking() {
         // Every truncation is refused.
         assert!(decode_record::<ProcessEntry>(&path, &good[..i], FileKind::Process).is_err());
     }
-    assert!(refused > good.len() / 3, "checksums catch damage ({refused} refused)");
+    assert!(
+        refused > good.len() / 3,
+        "checksums catch damage ({refused} refused)"
+    );
 }

@@ -610,3 +610,88 @@ mod tests {
         assert_eq!((m[0].from, m[0].to, m[0].len), (0x1000, 0x5000, 0x2000));
     }
 }
+
+#[cfg(test)]
+mod classify_tests {
+    use super::*;
+
+    /// Real /proc/PID/smaps lines of a dynamically linked program (trimmed to the fields the
+    /// parser needs).
+    const SMAPS: &str = "\
+55f1c0a00000-55f1c0a01000 r--p 00000000 fe:01 1234 /usr/bin/prog
+Rss:                   4 kB
+Anonymous:             0 kB
+Swap:                  0 kB
+VmFlags: rd mr mw me sd
+55f1c0a01000-55f1c0a02000 rw-p 00001000 fe:01 1234 /usr/bin/prog
+Rss:                   4 kB
+Anonymous:             4 kB
+Swap:                  0 kB
+VmFlags: rd wr mr mw me ac sd
+55f1c1000000-55f1c1021000 rw-p 00000000 00:00 0 [heap]
+Rss:                   8 kB
+Anonymous:             8 kB
+Swap:                  0 kB
+VmFlags: rd wr mr mw me ac sd
+7f0000000000-7f0000100000 rw-s 00000000 00:01 99 /dev/zero (deleted)
+Rss:                   0 kB
+Anonymous:             0 kB
+Swap:                  0 kB
+VmFlags: rd wr sh mr mw me ms sd
+7f0000100000-7f0000103000 rw-s 00000000 00:01 100 /memfd:wl (deleted)
+Rss:                   0 kB
+Anonymous:             0 kB
+Swap:                  0 kB
+VmFlags: rd wr sh mr mw me ms sd
+7f0000200000-7f0000201000 rw-s 00000000 fe:01 555 /tmp/shared.bin
+Rss:                   0 kB
+Anonymous:             0 kB
+Swap:                  0 kB
+VmFlags: rd wr sh mr mw me ms sd
+7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0 [stack]
+Rss:                  12 kB
+Anonymous:            12 kB
+Swap:                  0 kB
+VmFlags: rd wr mr mw me gd ac
+7ffd001fe000-7ffd00200000 r-xp 00000000 00:00 0 [vdso]
+Rss:                   4 kB
+Anonymous:             0 kB
+Swap:                  0 kB
+VmFlags: rd ex mr mw me de sd
+";
+
+    #[test]
+    fn classify_real_smaps() {
+        let smaps = stasis_procfs::smaps::parse_smaps(SMAPS).unwrap();
+        let v = classify(&smaps);
+        let kinds: Vec<VmaKind> = v.iter().map(|v| v.kind).collect();
+        use VmaKind::*;
+        assert_eq!(
+            kinds,
+            [
+                FilePrivate,
+                FilePrivate,
+                Anon,
+                SharedAnon,
+                FileShared,
+                FileShared,
+                Anon,
+                Vdso
+            ]
+        );
+        assert_eq!(v[1].pgoff, 0x1000);
+        assert_eq!(v[1].prot, (libc::PROT_READ | libc::PROT_WRITE) as u32);
+        assert!(
+            v[6].flags & libc::MAP_GROWSDOWN as u32 != 0,
+            "the stack grows down"
+        );
+        assert!(v[3].flags & libc::MAP_ANONYMOUS as u32 != 0);
+        // The memfd mapping must be tied to an fd of the same inode...
+        let mut v2 = v.clone();
+        link_deleted(1, &smaps, &mut v2, &[(7, 100)]).unwrap();
+        assert_eq!(v2[4].file_id, Some(7));
+        // ...or the dump fails naming it.
+        let e = link_deleted(1, &smaps, &mut v.clone(), &[]).unwrap_err();
+        assert!(e.to_string().contains("/memfd:wl"), "{e}");
+    }
+}

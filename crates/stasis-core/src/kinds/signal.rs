@@ -143,3 +143,74 @@ pub fn queue_signals(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::FakeTracee;
+    use crate::scratch::words_to_bytes;
+
+    #[test]
+    fn sigactions_roundtrip_through_remote_calls() {
+        let s = Scratch { addr: 0x10000 };
+        // Dump: the process answers rt_sigaction by writing its disposition into the scratch
+        // slot of each signal; here SIGUSR1 has a handler and SIGHUP is ignored.
+        let mut t = FakeTracee::default();
+        t.write_mem(
+            s.at(10 * KSIGACTION),
+            &words_to_bytes(&[0x401000, 0x0400_0004, 0x402000, 1 << 1]),
+        )
+        .unwrap();
+        t.write_mem(s.at(KSIGACTION), &words_to_bytes(&[1, 0, 0, 0]))
+            .unwrap();
+        let acts = dump_sigactions(&mut t, s).unwrap();
+        assert_eq!(t.calls.len(), 62, "one rt_sigaction per catchable signal");
+        assert!(t
+            .calls
+            .iter()
+            .all(|c| c.nr == libc::SYS_rt_sigaction && c.args[1] == 0));
+        assert_eq!(acts.len(), 2);
+        assert_eq!((acts[0].sig, acts[0].handler), (1, 1));
+        assert_eq!(
+            (
+                acts[1].sig,
+                acts[1].handler,
+                acts[1].flags,
+                acts[1].restorer,
+                acts[1].mask
+            ),
+            (10, 0x401000, 0x0400_0004, 0x402000, 2)
+        );
+
+        // Restore: one rt_sigaction per saved disposition, struct in scratch at call time.
+        let mut r = FakeTracee {
+            watch: Some((s.addr, 32)),
+            ..Default::default()
+        };
+        restore_sigactions(&mut r, s, &acts).unwrap();
+        assert_eq!(r.calls.len(), 2);
+        assert_eq!(r.calls[1].args[..2], [10, s.addr]);
+        assert_eq!(
+            r.seen[1],
+            words_to_bytes(&[0x401000, 0x0400_0004, 0x402000, 2])
+        );
+    }
+
+    #[test]
+    fn itimers_keep_interval_and_never_disarm() {
+        let s = Scratch { addr: 0x20000 };
+        let mut r = FakeTracee {
+            watch: Some((s.addr, 32)),
+            ..Default::default()
+        };
+        let timers = [ItimerEntry {
+            which: 0,
+            interval_us: 20_000,
+            value_us: 0,
+        }];
+        restore_itimers(&mut r, s, &timers).unwrap();
+        assert_eq!(r.calls[0].nr, libc::SYS_setitimer);
+        // interval 0 s 20000 us; a zero value would disarm the timer, so at least 1 us.
+        assert_eq!(r.seen[0], words_to_bytes(&[0, 20_000, 0, 1]));
+    }
+}
