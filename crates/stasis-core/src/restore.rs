@@ -233,8 +233,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     let p = &img.processes[0];
     let pm = &img.pagemaps[0];
     let pages_path = img.dir.join(&pm.pages_file);
-    let (pages_file, _) = stasis_image::read_pages_header(&pages_path)?;
-    let pages = map_pages(&pages_file, &pages_path)?;
+    let (pages_file, pages_len) = stasis_image::read_pages_header(&pages_path)?;
     let prep = prepare(&img, p)?;
 
     let pid = Pid::from_raw(p.pid);
@@ -298,7 +297,12 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
         }
     }
     let pin = Pinned::new(child);
-    let stats = rebuild(child, &img, p, pm, &pages, &pages_path, &prep)?;
+    let pages = memory::PageSource {
+        file: &pages_file,
+        len: pages_len,
+        path: &pages_path,
+    };
+    let stats = rebuild(child, &img, p, pm, &pages, &prep)?;
     drop(pin);
     ptrace::detach(child, 0).map_err(|source| RestoreError::Skeleton {
         pid: p.pid,
@@ -314,20 +318,12 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     })
 }
 
-fn map_pages(f: &std::fs::File, path: &std::path::Path) -> Result<stasis_sys::Mmap> {
-    stasis_sys::mem::map_readonly(f).map_err(|source| RestoreError::Mmap {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
 fn rebuild(
     child: Pid,
     img: &Image,
     p: &stasis_image::ProcessEntry,
     pm: &stasis_image::PageIndexEntry,
-    pages: &[u8],
-    pages_path: &std::path::Path,
+    pages: &memory::PageSource,
     prep: &Prepared,
 ) -> Result<memory::PagesStats> {
     let pidn = p.pid;
@@ -421,7 +417,7 @@ fn rebuild(
         };
         memory::map_vma(&mut t, v, fd)?;
     }
-    let stats = memory::restore_pages(&mut t, &p.vmas, pm, pages, pages_path)?;
+    let stats = memory::restore_pages(&mut t, &p.vmas, pm, pages)?;
     process::restore_mm(&mut t, s, &p.mm, prep.exe)?;
     process::restore_basics(&mut t, s, p, prep.cwd)?;
 

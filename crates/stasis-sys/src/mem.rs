@@ -78,10 +78,20 @@ pub fn write_ranges(pid: Pid, local: &[&[u8]], remote: &[(u64, usize)]) -> SysRe
 /// Maximum number of iovecs a single vectored call accepts.
 pub const IOV_MAX: usize = 1024;
 
-/// Map a file read-only into our address space (restore reads page files this way so pages
-/// go from the page cache into the target with a single copy).
-pub fn map_readonly(file: &std::fs::File) -> std::io::Result<memmap2::Mmap> {
+/// Map `len` bytes of a file from `offset` (page-aligned) read-only into our address space
+/// (restore reads page files this way so pages go from the page cache into the target with a
+/// single copy, a window at a time so our own footprint stays bounded).
+pub fn map_readonly(
+    file: &std::fs::File,
+    offset: u64,
+    len: usize,
+) -> std::io::Result<memmap2::Mmap> {
     // SAFETY: memmap2 requires that the file is not modified while mapped; callers map image
     // files, which are never written after they are made durable.
-    unsafe { memmap2::Mmap::map(file) }
+    unsafe {
+        memmap2::MmapOptions::new()
+            .offset(offset)
+            .len(len)
+            .map(file)
+    }
 }

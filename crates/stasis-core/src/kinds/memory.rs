@@ -481,88 +481,133 @@ pub fn map_vma(t: &mut impl Tracee, v: &VmaEntry, fd: Option<i32>) -> Result<()>
     Ok(())
 }
 
-/// Write the saved pages of `index` into the process. `pages` is the page file's bytes.
+/// The page file of a process being restored.
+pub struct PageSource<'a> {
+    pub file: &'a std::fs::File,
+    pub len: u64,
+    pub path: &'a std::path::Path,
+}
+
+/// Bytes of the page file mapped at once on restore.
+const WINDOW: u64 = 64 << 20;
+
+/// Write the saved pages of `index` into the process, verifying each run's checksum first.
+/// The page file is mapped a window at a time and pages are copied from the page cache
+/// straight into the process: `process_vm_writev` for writable VMAs, `/proc/PID/mem` for the
+/// others.
 pub fn restore_pages(
     t: &mut impl Tracee,
     vmas: &[VmaEntry],
     index: &PageIndexEntry,
-    pages: &[u8],
-    path: &std::path::Path,
+    src: &PageSource,
 ) -> Result<PagesStats> {
     let pid = t.pid();
+    let path = src.path;
     let mut stats = PagesStats::default();
-    let mut local: Vec<&[u8]> = Vec::new();
-    let mut remote: Vec<(u64, usize)> = Vec::new();
-    let mut pending = 0usize;
     let mut vi = 0;
-    let flush = |local: &mut Vec<&[u8]>, remote: &mut Vec<(u64, usize)>, pending: &mut usize| {
-        if remote.is_empty() {
-            return Ok(());
+    let mut i = 0;
+    let runs = &index.runs;
+    while i < runs.len() {
+        // The window: consecutive runs whose bytes fit in WINDOW.
+        let start = runs[i].offset & !(PAGE_SIZE - 1);
+        let mut j = i;
+        let mut end = start;
+        while j < runs.len() {
+            let r_end = runs[j].offset + runs[j].pages as u64 * PAGE_SIZE;
+            if runs[j].offset < start || (j > i && r_end - start > WINDOW) {
+                break;
+            }
+            end = end.max(r_end);
+            j += 1;
         }
-        let n = mem::write_ranges(Pid::from_raw(pid), local, remote).map_err(|source| {
-            MemoryError::Write {
+        if end > src.len || j == i {
+            return Err(MemoryError::BadRun {
+                path: path.to_path_buf(),
+                vaddr: runs[i].vaddr,
+            });
+        }
+        let map = stasis_sys::mem::map_readonly(src.file, start, (end - start) as usize).map_err(
+            |source| MemoryError::Open {
                 pid,
-                addr: remote[0].0,
-                len: *pending,
+                path: path.to_path_buf(),
                 source,
+            },
+        )?;
+        let mut local: Vec<&[u8]> = Vec::new();
+        let mut remote: Vec<(u64, usize)> = Vec::new();
+        let mut pending = 0usize;
+        for run in &runs[i..j] {
+            let len = run.pages as usize * PAGE_SIZE as usize;
+            let off = (run.offset - start) as usize;
+            let data = &map[off..off + len];
+            if stasis_image::checksum(data) != run.crc32c {
+                return Err(MemoryError::Corrupt {
+                    path: path.to_path_buf(),
+                    vaddr: run.vaddr,
+                    offset: run.offset,
+                });
             }
-        })?;
-        if n != *pending {
-            return Err(MemoryError::Write {
-                pid,
-                addr: remote[0].0,
-                len: *pending,
-                source: Errno::EFAULT,
-            });
-        }
-        local.clear();
-        remote.clear();
-        *pending = 0;
-        Ok(())
-    };
-    for run in &index.runs {
-        let len = run.pages as usize * PAGE_SIZE as usize;
-        let off = run.offset as usize;
-        let Some(data) = pages.get(off..off + len) else {
-            return Err(MemoryError::BadRun {
-                path: path.to_path_buf(),
-                vaddr: run.vaddr,
-            });
-        };
-        if stasis_image::checksum(data) != run.crc32c {
-            return Err(MemoryError::Corrupt {
-                path: path.to_path_buf(),
-                vaddr: run.vaddr,
-                offset: run.offset,
-            });
-        }
-        while vi < vmas.len() && vmas[vi].end <= run.vaddr {
-            vi += 1;
-        }
-        let Some(v) = vmas
-            .get(vi)
-            .filter(|v| v.start <= run.vaddr && run.vaddr + len as u64 <= v.end)
-        else {
-            return Err(MemoryError::BadRun {
-                path: path.to_path_buf(),
-                vaddr: run.vaddr,
-            });
-        };
-        if v.prot & libc::PROT_WRITE as u32 != 0 {
-            if remote.len() == mem::IOV_MAX || pending + len > BATCH_BYTES * 4 {
-                flush(&mut local, &mut remote, &mut pending)?;
+            while vi < vmas.len() && vmas[vi].end <= run.vaddr {
+                vi += 1;
             }
-            local.push(data);
-            remote.push((run.vaddr, len));
-            pending += len;
-        } else {
-            t.write_mem(run.vaddr, data)?;
+            let Some(v) = vmas
+                .get(vi)
+                .filter(|v| v.start <= run.vaddr && run.vaddr + len as u64 <= v.end)
+            else {
+                return Err(MemoryError::BadRun {
+                    path: path.to_path_buf(),
+                    vaddr: run.vaddr,
+                });
+            };
+            if v.prot & libc::PROT_WRITE as u32 != 0 {
+                if remote.len() == mem::IOV_MAX {
+                    write_batch(pid, &mut local, &mut remote, &mut pending)?;
+                }
+                local.push(data);
+                remote.push((run.vaddr, len));
+                pending += len;
+            } else {
+                t.write_mem(run.vaddr, data)?;
+            }
+            stats.pages += run.pages as u64;
+            stats.bytes += len as u64;
         }
-        stats.pages += run.pages as u64;
-        stats.bytes += len as u64;
+        write_batch(pid, &mut local, &mut remote, &mut pending)?;
+        i = j;
     }
-    flush(&mut local, &mut remote, &mut pending)?;
     Ok(stats)
+}
+
+/// One `process_vm_writev` of everything batched so far.
+fn write_batch(
+    pid: i32,
+    local: &mut Vec<&[u8]>,
+    remote: &mut Vec<(u64, usize)>,
+    pending: &mut usize,
+) -> Result<()> {
+    if remote.is_empty() {
+        return Ok(());
+    }
+    let n = mem::write_ranges(Pid::from_raw(pid), local, remote).map_err(|source| {
+        MemoryError::Write {
+            pid,
+            addr: remote[0].0,
+            len: *pending,
+            source,
+        }
+    })?;
+    if n != *pending {
+        return Err(MemoryError::Write {
+            pid,
+            addr: remote[0].0,
+            len: *pending,
+            source: Errno::EFAULT,
+        });
+    }
+    local.clear();
+    remote.clear();
+    *pending = 0;
+    Ok(())
 }
 
 #[cfg(test)]
