@@ -78,3 +78,20 @@ fn bash_loop_continues_without_losing_a_line() {
     assert_eq!(lines.len(), 300);
     assert_eq!(all.last().map(String::as_str), Some("end"));
 }
+
+/// An idle python3 gets a signal after restore: its handlers use SA_ONSTACK without an
+/// alternate stack, so a restore that left the restorer's alternate stack behind kills it.
+#[test]
+fn python_idle_handles_a_signal_after_restore() {
+    let _g = serial();
+    let py = script("idle.py");
+    let c = Case::new();
+    let r = cycle(&c, &["python3", &py, "{pidfile}"], CycleOpts::default());
+    r.assert_ok();
+    let result = std::fs::read_to_string(c.path("pidfile.result")).unwrap_or_default();
+    assert_eq!(
+        result.trim(),
+        "ok",
+        "python did not run its handler after restore"
+    );
+}

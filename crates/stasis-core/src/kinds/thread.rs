@@ -160,26 +160,30 @@ pub fn unregister_rseq(t: &mut PtraceTracee) -> Result<(), TraceeError> {
 
 /// Re-establish the per-thread registrations (everything but registers and mask).
 pub fn restore_inside(t: &mut impl Tracee, s: Scratch, e: &ThreadEntry) -> Result<(), TraceeError> {
-    if e.altstack.sp != 0 || e.altstack.size != 0 {
-        // SS_ONSTACK is reported, not settable: only SS_DISABLE/SS_AUTODISARM are flags.
-        let flags = (e.altstack.flags & !libc::SS_ONSTACK) as u32 as u64;
-        t.write_mem(
-            s.addr,
-            &words_to_bytes(&[e.altstack.sp, flags, e.altstack.size]),
-        )?;
-        t.syscall(
-            "sigaltstack",
-            libc::SYS_sigaltstack,
-            [s.addr, 0, 0, 0, 0, 0],
-        )?;
-    }
-    if e.robust_list != 0 {
-        t.syscall(
-            "set_robust_list",
-            libc::SYS_set_robust_list,
-            [e.robust_list, e.robust_list_len, 0, 0, 0, 0],
-        )?;
-    }
+    // Always set, also when disabled: the skeleton inherited the restorer's alternate stack,
+    // which points into memory that is gone now (a handler with SA_ONSTACK would fault).
+    // SS_ONSTACK is reported, not settable: only SS_DISABLE/SS_AUTODISARM are flags.
+    let flags = (e.altstack.flags & !libc::SS_ONSTACK) as u32 as u64;
+    t.write_mem(
+        s.addr,
+        &words_to_bytes(&[e.altstack.sp, flags, e.altstack.size]),
+    )?;
+    t.syscall(
+        "sigaltstack",
+        libc::SYS_sigaltstack,
+        [s.addr, 0, 0, 0, 0, 0],
+    )?;
+    // Also when none was registered: the skeleton's list (the restorer's) is gone.
+    let robust_len = if e.robust_list_len == 0 {
+        24
+    } else {
+        e.robust_list_len
+    };
+    t.syscall(
+        "set_robust_list",
+        libc::SYS_set_robust_list,
+        [e.robust_list, robust_len, 0, 0, 0, 0],
+    )?;
     t.syscall(
         "set_tid_address",
         libc::SYS_set_tid_address,
