@@ -213,7 +213,7 @@ impl Seized {
 fn collect(state: &mut Seized, dir: &std::path::Path) -> Result<memory::PagesStats> {
     let pid = state.pid.as_raw();
     let src = RealProc;
-    let _pin = Pinned::new(state.pid);
+    let pin = Pinned::new(state.pid);
     let outside = thread::dump_outside(state.pid)?;
     state.sigmask = Some(outside.sigmask);
     // Keep every signal queued while we drive the process (see tracee.rs).
@@ -267,9 +267,13 @@ fn collect(state: &mut Seized, dir: &std::path::Path) -> Result<memory::PagesSta
     // now, so that if stasis dies during the long page copy the kernel's detach lets it run on
     // exactly where it was.
     state.release_cpu(true)?;
+    // Remote syscalls are over: unpin, so the page copy can use both CPUs.
+    drop(pin);
 
     // Memory.
+    let t_mem = Instant::now();
     let regions = memory::pages_to_save(pid, &vmas)?;
+    tracing::debug!(pid, regions = regions.len(), took = ?t_mem.elapsed(), "scanned for pages to save");
     let mut writer = PagesWriter::create(dir, &Image::pages_file(pid))?;
     let mut index = PageIndexEntry {
         pid,
@@ -277,7 +281,9 @@ fn collect(state: &mut Seized, dir: &std::path::Path) -> Result<memory::PagesSta
         runs: Vec::new(),
     };
     let stats = memory::dump_pages(&t, pid, &regions, &mut writer, &mut index)?;
+    tracing::debug!(pid, pages = stats.pages, took = ?t_mem.elapsed(), "pages copied");
     writer.finish()?;
+    tracing::debug!(pid, took = ?t_mem.elapsed(), "page file durable");
 
     // Files.
     let pidfd = stasis_sys::pidfd::pidfd_open(state.pid)

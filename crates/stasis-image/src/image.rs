@@ -178,6 +178,11 @@ impl PagesWriter {
         &self.path
     }
 
+    /// The open page file (for hints such as starting writeback early).
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
     /// Bytes written so far, header included.
     pub fn len(&self) -> u64 {
         self.offset

@@ -247,7 +247,17 @@ pub struct PagesStats {
     pub bytes: u64,
 }
 
-/// Copy the pages of `regions` from `pid` into `writer`, building the page index.
+/// One batch of pages on its way from the process to the page file.
+struct Batch {
+    buf: Vec<u8>,
+    ranges: Vec<(u64, usize)>,
+    used: usize,
+}
+
+/// Copy the pages of `regions` from `pid` into `writer`, building the page index. Two stages
+/// overlap on two threads: this one reads batches out of the process, a writer thread appends
+/// them to the page file, checksums them and starts their writeback. Three buffers circulate,
+/// so memory stays bounded at 3 x BATCH_BYTES whatever the process size.
 pub fn dump_pages(
     t: &impl Tracee,
     pid: i32,
@@ -255,10 +265,7 @@ pub fn dump_pages(
     writer: &mut PagesWriter,
     index: &mut PageIndexEntry,
 ) -> Result<PagesStats> {
-    let mut buf = vec![0u8; BATCH_BYTES];
-    let mut batch: Vec<(u64, usize)> = Vec::new();
-    let mut stats = PagesStats::default();
-    // Split every region into runs of at most RUN_PAGES, then batch runs into reads.
+    // Split every region into runs of at most RUN_PAGES.
     let mut runs: Vec<(u64, u64, bool)> = Vec::new();
     for (r, readable) in regions {
         let mut a = r.start;
@@ -268,60 +275,98 @@ pub fn dump_pages(
             a = e;
         }
     }
-    let mut i = 0;
-    while i < runs.len() {
-        batch.clear();
-        let mut used = 0usize;
-        let readable = runs[i].2;
-        while i < runs.len() && runs[i].2 == readable && batch.len() < mem::IOV_MAX {
-            let len = (runs[i].1 - runs[i].0) as usize;
-            if used + len > buf.len() {
-                break;
-            }
-            batch.push((runs[i].0, len));
-            used += len;
-            i += 1;
-        }
-        let data = &mut buf[..used];
-        if readable {
-            let n = mem::read_ranges(Pid::from_raw(pid), data, &batch).map_err(|source| {
-                MemoryError::Read {
-                    pid,
-                    addr: batch[0].0,
-                    len: used,
-                    source,
-                }
-            })?;
-            if n != used {
-                // A short read means a fault inside the batch: fall back to /proc/PID/mem.
-                let mut off = 0;
-                for &(addr, len) in &batch {
-                    t.read_mem(addr, &mut data[off..off + len])?;
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Batch>(2);
+    let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    for _ in 0..3 {
+        empty_tx
+            .send(vec![0u8; BATCH_BYTES])
+            .expect("receiver alive");
+    }
+    let out = &mut index.runs;
+    std::thread::scope(|sc| {
+        let writing = sc.spawn(move || -> Result<PagesStats> {
+            let mut stats = PagesStats::default();
+            for b in full_rx {
+                let data = &b.buf[..b.used];
+                let start = writer.append(data)?;
+                let _ = stasis_sys::mem::start_writeback(writer.file(), start, b.used as u64);
+                let mut off = 0usize;
+                for &(addr, len) in &b.ranges {
+                    out.push(PageRun {
+                        vaddr: addr,
+                        pages: (len as u64 / PAGE_SIZE) as u32,
+                        offset: start + off as u64,
+                        crc32c: stasis_image::checksum(&data[off..off + len]),
+                    });
                     off += len;
                 }
+                stats.pages += b.used as u64 / PAGE_SIZE;
+                stats.bytes += b.used as u64;
+                // The reader may be gone after an error; then nothing needs the buffer.
+                let _ = empty_tx.send(b.buf);
             }
-        } else {
-            let mut off = 0;
-            for &(addr, len) in &batch {
-                t.read_mem(addr, &mut data[off..off + len])?;
-                off += len;
+            Ok(stats)
+        });
+        let read = (|| -> Result<()> {
+            let mut i = 0;
+            while i < runs.len() {
+                let Ok(mut buf) = empty_rx.recv() else {
+                    return Ok(()); // the writer failed; its error is reported below
+                };
+                let mut ranges = Vec::new();
+                let mut used = 0usize;
+                let readable = runs[i].2;
+                while i < runs.len() && runs[i].2 == readable && ranges.len() < mem::IOV_MAX {
+                    let len = (runs[i].1 - runs[i].0) as usize;
+                    if used + len > buf.len() {
+                        break;
+                    }
+                    ranges.push((runs[i].0, len));
+                    used += len;
+                    i += 1;
+                }
+                read_batch(t, pid, readable, &mut buf[..used], &ranges)?;
+                if full_tx.send(Batch { buf, ranges, used }).is_err() {
+                    return Ok(());
+                }
             }
+            Ok(())
+        })();
+        drop(full_tx);
+        let written = writing.join().expect("page writer thread panicked");
+        read?;
+        written
+    })
+}
+
+/// Fill `data` from the ranges of the process: one process_vm_readv, or /proc/PID/mem for
+/// unreadable mappings and after a short read.
+fn read_batch(
+    t: &impl Tracee,
+    pid: i32,
+    readable: bool,
+    data: &mut [u8],
+    ranges: &[(u64, usize)],
+) -> Result<()> {
+    if readable {
+        let n = mem::read_ranges(Pid::from_raw(pid), data, ranges).map_err(|source| {
+            MemoryError::Read {
+                pid,
+                addr: ranges[0].0,
+                len: data.len(),
+                source,
+            }
+        })?;
+        if n == data.len() {
+            return Ok(());
         }
-        let start = writer.append(data)?;
-        let mut off = 0usize;
-        for &(addr, len) in &batch {
-            index.runs.push(PageRun {
-                vaddr: addr,
-                pages: (len as u64 / PAGE_SIZE) as u32,
-                offset: start + off as u64,
-                crc32c: stasis_image::checksum(&data[off..off + len]),
-            });
-            off += len;
-        }
-        stats.pages += (used as u64) / PAGE_SIZE;
-        stats.bytes += used as u64;
     }
-    Ok(stats)
+    let mut off = 0;
+    for &(addr, len) in ranges {
+        t.read_mem(addr, &mut data[off..off + len])?;
+        off += len;
+    }
+    Ok(())
 }
 
 /// Where a special mapping is in the skeleton and where the image wants it.
