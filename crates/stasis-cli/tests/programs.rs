@@ -33,6 +33,7 @@ fn python_computation_matches_uninterrupted_run() {
             settle: Duration::from_millis(1200),
             go: None,
             timeout: Duration::from_secs(120),
+            ..Default::default()
         },
     );
     r.assert_ok();
@@ -61,6 +62,7 @@ fn bash_loop_continues_without_losing_a_line() {
             settle: Duration::from_millis(800),
             go: None,
             timeout: Duration::from_secs(60),
+            ..Default::default()
         },
     );
     r.assert_ok();
@@ -93,5 +95,38 @@ fn python_idle_handles_a_signal_after_restore() {
         result.trim(),
         "ok",
         "python did not run its handler after restore"
+    );
+}
+
+/// A python3 heap compresses well: with --compress the image is much smaller, and the
+/// restored interpreter still runs its handler.
+#[test]
+fn python_idle_compressed_image_is_smaller() {
+    let _g = serial();
+    let py = script("idle.py");
+    let c = Case::new();
+    let r = cycle(
+        &c,
+        &["python3", &py, "{pidfile}"],
+        CycleOpts {
+            dump_args: &["--compress"],
+            ..Default::default()
+        },
+    );
+    r.assert_ok();
+    let result = std::fs::read_to_string(c.path("pidfile.result")).unwrap_or_default();
+    assert_eq!(result.trim(), "ok");
+    let s = run_stasis(&["show", c.image().to_str().unwrap(), "--json"]);
+    let j: serde_json::Value = serde_json::from_str(&s.stdout).unwrap();
+    let mem = j["pagemaps"][0]["pages"].as_u64().unwrap() * 4096;
+    let stored: u64 = std::fs::read_dir(c.image())
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("pages-"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert!(
+        stored * 2 < mem,
+        "compressed image {stored} bytes for {mem} bytes of memory"
     );
 }

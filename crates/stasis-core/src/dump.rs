@@ -27,6 +27,8 @@ pub struct DumpOptions {
     pub dir: PathBuf,
     /// Kill the process once the image is durable.
     pub kill: bool,
+    /// Store page runs LZ4-compressed where that saves space.
+    pub compress: bool,
 }
 
 /// What a dump did.
@@ -37,6 +39,8 @@ pub struct DumpReport {
     pub processes: usize,
     pub pages: u64,
     pub page_bytes: u64,
+    /// Bytes the pages take in the image (less than page_bytes when compressed).
+    pub stored_bytes: u64,
     /// How long the process was stopped.
     pub frozen: Duration,
     pub total: Duration,
@@ -120,8 +124,11 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpReport> {
         base: None,
         sigmask: None,
     };
-    let result = collect(&mut state, staging.dir()).and_then(|stats| {
+    tracing::debug!(pid, took = ?t0.elapsed(), "frozen");
+    let result = collect(&mut state, staging.dir(), opts.compress).and_then(|stats| {
+        tracing::debug!(pid, took = ?t0.elapsed(), "image written");
         let dir = LocalStore.put(staging)?;
+        tracing::debug!(pid, took = ?t0.elapsed(), "image durable");
         Ok((stats, dir))
     });
     match result {
@@ -144,6 +151,7 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpReport> {
                 processes: 1,
                 pages: stats.pages,
                 page_bytes: stats.bytes,
+                stored_bytes: stats.stored,
                 frozen: frozen_for,
                 total: t0.elapsed(),
                 killed,
@@ -164,7 +172,7 @@ fn wait_gone(pid: i32, limit: Duration) {
     while t.elapsed() < limit {
         match std::fs::read_to_string(&path) {
             Err(_) => return,
-            Ok(_) => std::thread::sleep(Duration::from_millis(5)),
+            Ok(_) => std::thread::sleep(Duration::from_millis(1)),
         }
     }
     tracing::warn!(
@@ -210,7 +218,11 @@ impl Seized {
     }
 }
 
-fn collect(state: &mut Seized, dir: &std::path::Path) -> Result<memory::PagesStats> {
+fn collect(
+    state: &mut Seized,
+    dir: &std::path::Path,
+    compress: bool,
+) -> Result<memory::PagesStats> {
     let pid = state.pid.as_raw();
     let src = RealProc;
     let pin = Pinned::new(state.pid);
@@ -267,8 +279,16 @@ fn collect(state: &mut Seized, dir: &std::path::Path) -> Result<memory::PagesSta
     // now, so that if stasis dies during the long page copy the kernel's detach lets it run on
     // exactly where it was.
     state.release_cpu(true)?;
+    tracing::debug!(pid, "remote-syscall phase done");
     // Remote syscalls are over: unpin, so the page copy can use both CPUs.
     drop(pin);
+
+    // Files.
+    let pidfd = stasis_sys::pidfd::pidfd_open(state.pid)
+        .map_err(|source| DumpError::Pidfd { pid, source })?;
+    let mut next_blob = 0;
+    let fds = files::dump_fds(pid, &pidfd, dir, 1, &mut next_blob)?;
+    memory::link_deleted(pid, &smaps, &mut vmas, &fds.inodes)?;
 
     // Memory.
     let t_mem = Instant::now();
@@ -280,17 +300,12 @@ fn collect(state: &mut Seized, dir: &std::path::Path) -> Result<memory::PagesSta
         pages_file: Image::pages_file(pid),
         runs: Vec::new(),
     };
-    let stats = memory::dump_pages(&t, pid, &regions, &mut writer, &mut index)?;
+    let stats = memory::dump_pages(&t, pid, &regions, &mut writer, &mut index, compress)?;
     tracing::debug!(pid, pages = stats.pages, took = ?t_mem.elapsed(), "pages copied");
-    writer.finish()?;
-    tracing::debug!(pid, took = ?t_mem.elapsed(), "page file durable");
-
-    // Files.
-    let pidfd = stasis_sys::pidfd::pidfd_open(state.pid)
-        .map_err(|source| DumpError::Pidfd { pid, source })?;
-    let mut next_blob = 0;
-    let fds = files::dump_fds(pid, &pidfd, dir, 1, &mut next_blob)?;
-    memory::link_deleted(pid, &smaps, &mut vmas, &fds.inodes)?;
+    // Flush the page file while the records are written; the store's final fsync of it then
+    // finds nothing left to do.
+    let pages_file = writer.finish();
+    let flushing = std::thread::spawn(move || pages_file.sync_data());
 
     let xfeatures = outside
         .xstate
@@ -341,5 +356,6 @@ fn collect(state: &mut Seized, dir: &std::path::Path) -> Result<memory::PagesSta
         parent: None,
     };
     stasis_image::write_record_file(dir, Image::INVENTORY, FileKind::Inventory, &inventory)?;
+    let _ = flushing.join();
     Ok(stats)
 }

@@ -48,8 +48,8 @@ impl std::fmt::Display for FormatVersion {
     }
 }
 
-/// The version this build writes and the newest it reads.
-pub const CURRENT_VERSION: FormatVersion = FormatVersion { major: 1, minor: 0 };
+/// The version this build writes and the newest it reads. 1.1 added LZ4-compressed page runs.
+pub const CURRENT_VERSION: FormatVersion = FormatVersion { major: 1, minor: 1 };
 
 /// A decoded header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

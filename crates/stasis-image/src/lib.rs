@@ -12,6 +12,7 @@
 //! Every file starts with a 16-byte [`Header`]; record files then hold frames
 //! `len:u32le | CBOR payload | crc32c:u32le`.
 
+pub mod codec;
 pub mod entries;
 mod error;
 mod frame;

@@ -62,3 +62,18 @@ fn damaged_records_are_refused_without_panicking() {
         "checksums catch damage ({refused} refused)"
     );
 }
+
+#[test]
+fn v1_1_compressed_counter_decodes_and_verifies() {
+    let img = Image::open(&golden("v1.1/counter-static-lz4")).expect("golden v1.1 image decodes");
+    let pm = &img.pagemaps[0];
+    assert!(
+        pm.runs.iter().any(|r| r.lz4_len != 0),
+        "has compressed runs"
+    );
+    assert!(pm.stored_bytes() < pm.total_pages() * 4096);
+    let bytes = img
+        .verify_pages()
+        .expect("compressed runs decode and match their checksums");
+    assert_eq!(bytes, pm.total_pages() * 4096);
+}

@@ -74,6 +74,35 @@ fn parent_of(p: &Path) -> PathBuf {
     }
 }
 
+/// fsync every file of a staging directory, several at once: each fsync mostly waits for the
+/// device, so overlapping them costs little more than the slowest one.
+fn sync_files(dir: &Path) -> Result<(), StoreError> {
+    let files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io("list", dir))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    let workers = files.len().clamp(1, 8);
+    let chunk = files.len().div_ceil(workers).max(1);
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| {
+                sc.spawn(move || -> Result<(), StoreError> {
+                    for f in part {
+                        std::fs::File::open(f)
+                            .and_then(|h| h.sync_all())
+                            .map_err(io("fsync", f))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .try_for_each(|h| h.join().expect("fsync worker panicked"))
+    })
+}
+
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     std::fs::File::open(dir)
         .and_then(|f| f.sync_all())
@@ -139,6 +168,7 @@ impl Store for LocalStore {
     }
 
     fn put(&self, mut staging: Staging) -> Result<PathBuf, StoreError> {
+        sync_files(&staging.dir)?;
         sync_dir(&staging.dir)?;
         // An empty directory at the target (e.g. made by a script) is replaced.
         if staging.target.is_dir() {

@@ -171,17 +171,25 @@ pub fn run_stasis(args: &[&str]) -> Output {
 }
 
 /// Dump with --kill while the workload's parent (us) reaps it concurrently.
-pub fn dump_kill(c: &Case, pid: i32, mut child: Child) -> Output {
+pub fn dump_kill(c: &Case, pid: i32, child: Child) -> Output {
+    dump_kill_with(c, pid, child, &[])
+}
+
+/// [`dump_kill`] with extra dump arguments.
+pub fn dump_kill_with(c: &Case, pid: i32, mut child: Child, extra: &[&str]) -> Output {
     let reaper = std::thread::spawn(move || child.wait());
     let img = c.image();
-    let o = run_stasis(&[
+    let pid_s = pid.to_string();
+    let mut args = vec![
         "dump",
         "--pid",
-        &pid.to_string(),
+        &pid_s,
         "--dir",
         img.to_str().unwrap(),
         "--kill",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let o = run_stasis(&args);
     assert!(o.status.success(), "dump failed: {}{}", o.stdout, o.stderr);
     reaper.join().unwrap().unwrap();
     o
@@ -203,11 +211,14 @@ pub struct CycleOpts {
     /// Signal sent to the restored process after this delay (None: let it finish alone).
     pub go: Option<(i32, Duration)>,
     pub timeout: Duration,
+    /// Extra arguments for `stasis dump`.
+    pub dump_args: &'static [&'static str],
 }
 
 impl Default for CycleOpts {
     fn default() -> Self {
         CycleOpts {
+            dump_args: &[],
             settle: Duration::from_millis(300),
             go: Some((libc::SIGUSR2, Duration::from_millis(300))),
             timeout: Duration::from_secs(60),
@@ -233,7 +244,7 @@ pub fn cycle(c: &Case, argv: &[&str], o: CycleOpts) -> Cycle {
     let mut child = spawn(c, &full, "before.out");
     let pid = wait_pidfile(&pidfile, &mut child);
     std::thread::sleep(o.settle);
-    dump_kill(c, pid, child);
+    dump_kill_with(c, pid, child, o.dump_args);
     let rpid = c.path("restored.pid");
     let mut r = Command::new(stasis())
         .args([

@@ -12,7 +12,7 @@
 //! checksum is verified right before its bytes are used.
 
 use crate::tracee::{Tracee, TraceeError};
-use stasis_image::{PageIndexEntry, PageRun, PagesWriter, VmaEntry, VmaKind, PAGE_SIZE};
+use stasis_image::{codec, PageIndexEntry, PageRun, PagesWriter, VmaEntry, VmaKind, PAGE_SIZE};
 use stasis_procfs::smaps::SmapsEntry;
 use stasis_sys::pagemap::{self, PageRegion, ScanQuery};
 use stasis_sys::{mem, Errno, Pid};
@@ -90,7 +90,11 @@ type Result<T, E = MemoryError> = std::result::Result<T, E>;
 /// Largest run a single page-index entry (and checksum) covers: 1 MiB.
 const RUN_PAGES: u64 = 256;
 /// Bytes read from the process per batch.
-const BATCH_BYTES: usize = 8 << 20;
+const BATCH_BYTES: usize = 4 << 20;
+/// Batches in flight between reader and writer (memory: BUFFERS x BATCH_BYTES).
+const BUFFERS: usize = 4;
+/// Bytes written before their writeback is started.
+const WRITEBACK_CHUNK: usize = 1 << 20;
 
 /// Decide how each VMA is saved and recreated. Mappings of deleted files (and memfds) must
 /// then be tied to an fd of the same file with [`link_deleted`].
@@ -240,11 +244,14 @@ pub fn pages_to_save(pid: i32, vmas: &[VmaEntry]) -> Result<Vec<(PageRegion, boo
     Ok(out)
 }
 
-/// Statistics of a page dump.
+/// Statistics of a page dump or restore.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PagesStats {
     pub pages: u64,
+    /// Bytes of memory the pages hold.
     pub bytes: u64,
+    /// Bytes they take in the page file (less when compressed).
+    pub stored: u64,
 }
 
 /// One batch of pages on its way from the process to the page file.
@@ -256,14 +263,15 @@ struct Batch {
 
 /// Copy the pages of `regions` from `pid` into `writer`, building the page index. Two stages
 /// overlap on two threads: this one reads batches out of the process, a writer thread appends
-/// them to the page file, checksums them and starts their writeback. Three buffers circulate,
-/// so memory stays bounded at 3 x BATCH_BYTES whatever the process size.
+/// them to the page file, checksums them and starts their writeback. BUFFERS buffers circulate,
+/// so memory stays bounded at BUFFERS x BATCH_BYTES whatever the process size.
 pub fn dump_pages(
     t: &impl Tracee,
     pid: i32,
     regions: &[(PageRegion, bool)],
     writer: &mut PagesWriter,
     index: &mut PageIndexEntry,
+    compress: bool,
 ) -> Result<PagesStats> {
     // Split every region into runs of at most RUN_PAGES.
     let mut runs: Vec<(u64, u64, bool)> = Vec::new();
@@ -275,9 +283,9 @@ pub fn dump_pages(
             a = e;
         }
     }
-    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Batch>(2);
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Batch>(BUFFERS);
     let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
-    for _ in 0..3 {
+    for _ in 0..BUFFERS {
         empty_tx
             .send(vec![0u8; BATCH_BYTES])
             .expect("receiver alive");
@@ -286,18 +294,42 @@ pub fn dump_pages(
     std::thread::scope(|sc| {
         let writing = sc.spawn(move || -> Result<PagesStats> {
             let mut stats = PagesStats::default();
+            let mut packed = Vec::new();
+            // Writeback of what was written is started every WRITEBACK_CHUNK bytes: the disk
+            // works while we copy, and the final fsync has little left to wait for.
+            let mut wb_from = writer.len();
             for b in full_rx {
                 let data = &b.buf[..b.used];
-                let start = writer.append(data)?;
-                let _ = stasis_sys::mem::start_writeback(writer.file(), start, b.used as u64);
                 let mut off = 0usize;
                 for &(addr, len) in &b.ranges {
+                    let raw = &data[off..off + len];
+                    let crc32c = stasis_image::checksum(raw);
+                    let lz4 = if compress {
+                        codec::compress(raw, &mut packed)
+                    } else {
+                        None
+                    };
+                    let stored = match lz4 {
+                        Some(n) => &packed[..n],
+                        None => raw,
+                    };
+                    let at = writer.append(stored)?;
+                    if writer.len() - wb_from >= WRITEBACK_CHUNK as u64 {
+                        let _ = stasis_sys::mem::start_writeback(
+                            writer.file(),
+                            wb_from,
+                            writer.len() - wb_from,
+                        );
+                        wb_from = writer.len();
+                    }
                     out.push(PageRun {
                         vaddr: addr,
                         pages: (len as u64 / PAGE_SIZE) as u32,
-                        offset: start + off as u64,
-                        crc32c: stasis_image::checksum(&data[off..off + len]),
+                        offset: at,
+                        crc32c,
+                        lz4_len: lz4.unwrap_or(0) as u32,
                     });
+                    stats.stored += stored.len() as u64;
                     off += len;
                 }
                 stats.pages += b.used as u64 / PAGE_SIZE;
@@ -305,6 +337,8 @@ pub fn dump_pages(
                 // The reader may be gone after an error; then nothing needs the buffer.
                 let _ = empty_tx.send(b.buf);
             }
+            let _ =
+                stasis_sys::mem::start_writeback(writer.file(), wb_from, writer.len() - wb_from);
             Ok(stats)
         });
         let read = (|| -> Result<()> {
@@ -558,7 +592,7 @@ pub fn restore_pages(
         let mut j = i;
         let mut end = start;
         while j < runs.len() {
-            let r_end = runs[j].offset + runs[j].pages as u64 * PAGE_SIZE;
+            let r_end = runs[j].offset + runs[j].stored_len();
             if runs[j].offset < start || (j > i && r_end - start > WINDOW) {
                 break;
             }
@@ -579,19 +613,18 @@ pub fn restore_pages(
             },
         )?;
         let mut local: Vec<&[u8]> = Vec::new();
+        let mut unpacked = Vec::new();
         let mut remote: Vec<(u64, usize)> = Vec::new();
         let mut pending = 0usize;
         for run in &runs[i..j] {
             let len = run.pages as usize * PAGE_SIZE as usize;
             let off = (run.offset - start) as usize;
-            let data = &map[off..off + len];
-            if stasis_image::checksum(data) != run.crc32c {
-                return Err(MemoryError::Corrupt {
-                    path: path.to_path_buf(),
-                    vaddr: run.vaddr,
-                    offset: run.offset,
-                });
-            }
+            let stored = &map[off..off + run.stored_len() as usize];
+            let corrupt = || MemoryError::Corrupt {
+                path: path.to_path_buf(),
+                vaddr: run.vaddr,
+                offset: run.offset,
+            };
             while vi < vmas.len() && vmas[vi].end <= run.vaddr {
                 vi += 1;
             }
@@ -604,18 +637,37 @@ pub fn restore_pages(
                     vaddr: run.vaddr,
                 });
             };
-            if v.prot & libc::PROT_WRITE as u32 != 0 {
-                if remote.len() == mem::IOV_MAX {
-                    write_batch(pid, &mut local, &mut remote, &mut pending)?;
+            let writable = v.prot & libc::PROT_WRITE as u32 != 0;
+            if run.lz4_len == 0 {
+                // Raw: straight from the page cache into the process, batched.
+                let data = stored;
+                if data.len() != len || stasis_image::checksum(data) != run.crc32c {
+                    return Err(corrupt());
                 }
-                local.push(data);
-                remote.push((run.vaddr, len));
-                pending += len;
+                if writable {
+                    if remote.len() == mem::IOV_MAX {
+                        write_batch(pid, &mut local, &mut remote, &mut pending)?;
+                    }
+                    local.push(data);
+                    remote.push((run.vaddr, len));
+                    pending += len;
+                } else {
+                    t.write_mem(run.vaddr, data)?;
+                }
             } else {
-                t.write_mem(run.vaddr, data)?;
+                let data = codec::decode(run, stored, &mut unpacked).map_err(|_| corrupt())?;
+                if writable {
+                    let mut one: Vec<&[u8]> = vec![data];
+                    let mut at = vec![(run.vaddr, len)];
+                    let mut n = len;
+                    write_batch(pid, &mut one, &mut at, &mut n)?;
+                } else {
+                    t.write_mem(run.vaddr, data)?;
+                }
             }
             stats.pages += run.pages as u64;
             stats.bytes += len as u64;
+            stats.stored += run.stored_len();
         }
         write_batch(pid, &mut local, &mut remote, &mut pending)?;
         i = j;

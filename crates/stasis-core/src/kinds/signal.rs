@@ -9,7 +9,9 @@ use stasis_image::{ItimerEntry, SigactionEntry, SiginfoEntry};
 /// Bytes of a `struct kernel_sigaction` on x86_64: handler, flags, restorer, mask.
 const KSIGACTION: u64 = 32;
 
-/// Every non-default disposition.
+/// Every disposition that is not the kernel's zero one. All 62 catchable signals are asked:
+/// /proc's SigCgt/SigIgn miss SIG_DFL entries with flags (SA_RESTORER from a sigaction()
+/// call, SA_NOCLDWAIT on SIGCHLD), which a program can observe.
 pub fn dump_sigactions(
     t: &mut impl Tracee,
     s: Scratch,

@@ -61,8 +61,23 @@ pub struct PageRun {
     pub pages: u32,
     /// Byte offset of the first page in the page file.
     pub offset: u64,
-    /// crc32c of the run's bytes.
+    /// crc32c of the run's (uncompressed) bytes.
     pub crc32c: u32,
+    /// 0: the run is stored raw (pages * 4096 bytes). Otherwise it is stored as an LZ4 block
+    /// of this many bytes (format 1.1).
+    #[serde(default)]
+    pub lz4_len: u32,
+}
+
+impl PageRun {
+    /// Bytes the run occupies in the page file.
+    pub fn stored_len(&self) -> u64 {
+        if self.lz4_len != 0 {
+            self.lz4_len as u64
+        } else {
+            self.pages as u64 * crate::PAGE_SIZE
+        }
+    }
 }
 
 /// The page index of one process. Runs are sorted by address and never overlap.
@@ -77,5 +92,10 @@ pub struct PageIndexEntry {
 impl PageIndexEntry {
     pub fn total_pages(&self) -> u64 {
         self.runs.iter().map(|r| r.pages as u64).sum()
+    }
+
+    /// Bytes of the page file the runs use.
+    pub fn stored_bytes(&self) -> u64 {
+        self.runs.iter().map(|r| r.stored_len()).sum()
     }
 }
