@@ -333,3 +333,84 @@ fn disk_full_during_dump_leaves_process_and_no_image() {
     let out = std::fs::read_to_string(c.path("out")).unwrap();
     assert!(st.success() && !out.contains("FAIL"), "{out}");
 }
+
+#[test]
+fn stasis_killed_mid_dump_leaves_process_running_and_no_image() {
+    let _g = serial();
+    let bin = build("bigmem", &["-O2"], "bigmem");
+    let c = Case::new();
+    let pf = c.path("pidfile");
+    let mut child = spawn(
+        &c,
+        &[bin.to_str().unwrap(), pf.to_str().unwrap(), "384"],
+        "out",
+    );
+    let pid = wait_pidfile(&pf, &mut child);
+    let img = c.image();
+    let mut d = std::process::Command::new(stasis())
+        .args([
+            "dump",
+            "--pid",
+            &pid.to_string(),
+            "--dir",
+            img.to_str().unwrap(),
+            "--kill",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Well inside the page copy of 384 MiB (which takes hundreds of ms here).
+    std::thread::sleep(Duration::from_millis(120));
+    d.kill().unwrap();
+    let st = d.wait().unwrap();
+    assert!(
+        !st.success(),
+        "the dump finished before it could be killed; the test needs a bigger process"
+    );
+    assert!(!img.exists(), "a killed dump left an image");
+    // The process runs on (the kernel detached it), its memory intact.
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(alive(pid), "the process died with its dumper");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(status.contains("TracerPid:\t0"), "still traced:\n{status}");
+    let st = poke_until_exit(pid, &mut child);
+    assert!(st.success(), "memory did not survive: {st}");
+    // The next dump to the same place cleans the debris and succeeds.
+    let mut child2 = spawn(
+        &c,
+        &[bin.to_str().unwrap(), pf.to_str().unwrap(), "8"],
+        "out2",
+    );
+    let _ = std::fs::remove_file(&pf);
+    let pid2 = wait_pidfile(&pf, &mut child2);
+    let o = run_stasis(&[
+        "dump",
+        "--pid",
+        &pid2.to_string(),
+        "--dir",
+        img.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", o.stderr);
+    no_leftovers(&img);
+    assert!(poke_until_exit(pid2, &mut child2).success());
+}
+
+/// bigmem waits in pause() and may miss one SIGUSR2: send it until the process exits.
+fn poke_until_exit(pid: i32, child: &mut std::process::Child) -> std::process::ExitStatus {
+    let t = std::time::Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "pid {pid} did not exit"
+        );
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGUSR2,
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -90,11 +90,11 @@ type Result<T, E = MemoryError> = std::result::Result<T, E>;
 /// Largest run a single page-index entry (and checksum) covers: 1 MiB.
 const RUN_PAGES: u64 = 256;
 /// Bytes read from the process per batch.
-const BATCH_BYTES: usize = 4 << 20;
+const BATCH_BYTES: usize = 8 << 20;
 /// Batches in flight between reader and writer (memory: BUFFERS x BATCH_BYTES).
-const BUFFERS: usize = 4;
+const BUFFERS: usize = 3;
 /// Bytes written before their writeback is started.
-const WRITEBACK_CHUNK: usize = 1 << 20;
+const WRITEBACK_CHUNK: usize = 8 << 20;
 
 /// Decide how each VMA is saved and recreated. Mappings of deleted files (and memfds) must
 /// then be tied to an fd of the same file with [`link_deleted`].
