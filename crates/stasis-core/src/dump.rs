@@ -8,7 +8,7 @@ use crate::kinds::memory::{self, MemoryError};
 use crate::kinds::process::{self, ProcessError};
 use crate::kinds::{signal, thread};
 use crate::scratch::Scratch;
-use crate::tracee::{find_gadget, resume_regs, PtraceTracee, TraceeError};
+use crate::tracee::{find_gadget, resume_regs, PtraceTracee, Tracee, TraceeError};
 use stasis_image::{
     FileKind, FilesEntry, Image, InventoryEntry, PageIndexEntry, PagesWriter, SiginfoEntry,
     ThreadEntry, VmaKind,
@@ -69,8 +69,6 @@ pub enum DumpError {
         #[source]
         source: stasis_procfs::ParseError,
     },
-    #[error("pid {pid} has {threads} threads; multi-threaded processes are not supported yet")]
-    Threads { pid: i32, threads: u32 },
     #[error(
         "pid {pid} has child processes ({children}); dumping process trees is not supported yet"
     )]
@@ -98,12 +96,6 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpReport> {
     let src = RealProc;
     // Refuse what this version cannot capture before touching the process.
     let pre = process::dump(&src, pid)?;
-    if pre.status.threads > 1 {
-        return Err(DumpError::Threads {
-            pid,
-            threads: pre.status.threads,
-        });
-    }
     let children =
         std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
     if !children.trim().is_empty() {
@@ -113,17 +105,8 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpReport> {
         });
     }
     let staging = LocalStore.stage(&opts.dir)?;
-    let frozen = freeze::seize_and_stop(
-        Pid::from_raw(pid),
-        ptrace::OPT_TRACESYSGOOD,
-        pre.entry.stopped,
-    )?;
+    let mut state = freeze_all(Pid::from_raw(pid), pre.entry.stopped)?;
     let t_frozen = Instant::now();
-    let mut state = Seized {
-        pid: frozen.pid,
-        base: None,
-        sigmask: None,
-    };
     tracing::debug!(pid, took = ?t0.elapsed(), "frozen");
     let result = collect(&mut state, staging.dir(), opts.compress).and_then(|stats| {
         tracing::debug!(pid, took = ?t0.elapsed(), "image written");
@@ -135,10 +118,13 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpReport> {
         Ok((stats, dir)) => {
             let frozen_for = t_frozen.elapsed();
             let killed = if opts.kill {
-                ptrace::kill(frozen.pid, libc::SIGKILL)
+                ptrace::kill(state.pid, libc::SIGKILL)
                     .map_err(|source| DumpError::Kill { pid, source })?;
-                // As its tracer we see the death first; the parent can reap it only after.
-                let _ = ptrace::wait(frozen.pid, false);
+                // As their tracer we see the deaths first (threads included); the parent can
+                // reap the process only after.
+                for th in state.threads.iter().rev() {
+                    let _ = ptrace::wait(th.tid, false);
+                }
                 wait_gone(pid, Duration::from_secs(10));
                 true
             } else {
@@ -181,40 +167,103 @@ fn wait_gone(pid: i32, limit: Duration) {
     );
 }
 
-/// A seized process and what must be put back before it runs again.
-struct Seized {
-    pid: Pid,
+/// One seized thread and what must be put back before it runs again.
+struct SeizedThread {
+    tid: Pid,
     base: Option<ptrace::Regs>,
     sigmask: Option<u64>,
 }
 
-impl Seized {
-    /// Put the saved registers and signal mask back without detaching.
-    fn release_cpu(&mut self, same_process: bool) -> Result<(), TraceeError> {
-        let pid = self.pid.as_raw();
-        if let Some(base) = self.base.take() {
-            ptrace::set_regs(self.pid, &resume_regs(&base, same_process)).map_err(|source| {
-                TraceeError::Ptrace {
-                    pid,
-                    step: "SETREGS",
-                    source,
-                }
-            })?;
+/// A seized process: every thread stopped under ptrace, the leader first.
+struct Seized {
+    pid: Pid,
+    threads: Vec<SeizedThread>,
+}
+
+/// Seize and stop every thread of `pid`, rescanning /proc/PID/task until no new thread
+/// appears (a thread may be creating another while we seize). A thread that exits meanwhile
+/// is skipped; any other failure releases what was seized.
+fn freeze_all(pid: Pid, stopped: bool) -> Result<Seized> {
+    let mut seized = Seized {
+        pid,
+        threads: Vec::new(),
+    };
+    loop {
+        let tids = list_tasks(pid.as_raw());
+        let new: Vec<i32> = tids
+            .into_iter()
+            .filter(|t| !seized.threads.iter().any(|s| s.tid.as_raw() == *t))
+            .collect();
+        if new.is_empty() {
+            break;
         }
-        if let Some(mask) = self.sigmask.take() {
-            ptrace::set_sigmask(self.pid, mask).map_err(|source| TraceeError::Ptrace {
-                pid,
-                step: "SETSIGMASK",
-                source,
-            })?;
+        for tid in new {
+            match freeze::seize_and_stop(Pid::from_raw(tid), ptrace::OPT_TRACESYSGOOD, stopped) {
+                Ok(f) => seized.threads.push(SeizedThread {
+                    tid: f.pid,
+                    base: None,
+                    sigmask: None,
+                }),
+                Err(FreezeError::NoSuchProcess { .. } | FreezeError::Gone { .. })
+                    if tid != pid.as_raw() => {}
+                Err(e) => {
+                    seized.release(true);
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+    // The leader first: it is the one whose registers drive process-wide remote syscalls.
+    seized
+        .threads
+        .sort_by_key(|t| (t.tid != pid, t.tid.as_raw()));
+    Ok(seized)
+}
+
+/// Thread ids of `pid`, from /proc/PID/task.
+fn list_tasks(pid: i32) -> Vec<i32> {
+    let mut v: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort_unstable();
+    v
+}
+
+impl Seized {
+    /// Put every thread's saved registers and signal mask back without detaching.
+    fn release_cpu(&mut self, same_process: bool) -> Result<(), TraceeError> {
+        for th in &mut self.threads {
+            let tid = th.tid.as_raw();
+            if let Some(base) = th.base.take() {
+                ptrace::set_regs(th.tid, &resume_regs(&base, same_process)).map_err(|source| {
+                    TraceeError::Ptrace {
+                        pid: tid,
+                        step: "SETREGS",
+                        source,
+                    }
+                })?;
+            }
+            if let Some(mask) = th.sigmask.take() {
+                ptrace::set_sigmask(th.tid, mask).map_err(|source| TraceeError::Ptrace {
+                    pid: tid,
+                    step: "SETSIGMASK",
+                    source,
+                })?;
+            }
         }
         Ok(())
     }
 
-    /// Put registers and mask back and detach; the process continues where it was.
+    /// Put registers and masks back and detach every thread; the process continues where it
+    /// was.
     fn release(&mut self, same_process: bool) {
         let _ = self.release_cpu(same_process);
-        let _ = ptrace::detach(self.pid, 0);
+        for th in &self.threads {
+            let _ = ptrace::detach(th.tid, 0);
+        }
     }
 }
 
@@ -226,14 +275,18 @@ fn collect(
     let pid = state.pid.as_raw();
     let src = RealProc;
     let pin = Pinned::new(state.pid);
-    let outside = thread::dump_outside(state.pid)?;
-    state.sigmask = Some(outside.sigmask);
-    // Keep every signal queued while we drive the process (see tracee.rs).
-    ptrace::set_sigmask(state.pid, !0u64).map_err(|source| TraceeError::Ptrace {
-        pid,
-        step: "SETSIGMASK",
-        source,
-    })?;
+    let mut outside = Vec::new();
+    for th in &mut state.threads {
+        let o = thread::dump_outside(th.tid)?;
+        th.sigmask = Some(o.sigmask);
+        // Keep every signal queued while we drive the threads (see tracee.rs).
+        ptrace::set_sigmask(th.tid, !0u64).map_err(|source| TraceeError::Ptrace {
+            pid: th.tid.as_raw(),
+            step: "SETSIGMASK",
+            source,
+        })?;
+        outside.push(o);
+    }
     let info = process::dump(&src, pid)?;
     let smaps_text = src
         .read_string(Some(pid), "smaps")
@@ -255,25 +308,35 @@ fn collect(
         .map(|raw| SiginfoEntry { raw: raw.to_vec() })
         .collect();
 
-    let mut t = PtraceTracee::new(state.pid)?;
-    state.base = Some(*t.base_regs());
+    let mut tracees = Vec::new();
+    for th in &mut state.threads {
+        let t = PtraceTracee::new(th.tid)?;
+        th.base = Some(*t.base_regs());
+        tracees.push(t);
+    }
     let vdso = vmas
         .iter()
         .find(|v| v.kind == VmaKind::Vdso)
         .ok_or(TraceeError::NoGadget { pid })?;
-    let gadget = find_gadget(&t, vdso.start, vdso.end)?;
-    t.set_gadget(gadget);
-    let s = Scratch::map(&mut t, 0)?;
+    let gadget = find_gadget(&tracees[0], vdso.start, vdso.end)?;
+    for t in &mut tracees {
+        t.set_gadget(gadget);
+    }
+    let (t, others) = tracees.split_first_mut().expect("the leader is seized");
+    let s = Scratch::map(t, 0)?;
     let inside = (|| -> Result<_, TraceeError> {
-        let acts = signal::dump_sigactions(&mut t, s)?;
-        let timers = signal::dump_itimers(&mut t, s)?;
-        let (tid_addr, alt) = thread::dump_inside(&mut t, s)?;
-        let brk = process::dump_brk(&mut t)?;
-        let dumpable = process::dump_dumpable(&mut t)?;
-        Ok((acts, timers, tid_addr, alt, brk, dumpable))
+        let acts = signal::dump_sigactions(t, s)?;
+        let timers = signal::dump_itimers(t, s)?;
+        let mut per_thread = vec![thread::dump_inside(t, s)?];
+        for o in others.iter_mut() {
+            per_thread.push(thread::dump_inside(o, s)?);
+        }
+        let brk = process::dump_brk(t)?;
+        let dumpable = process::dump_dumpable(t)?;
+        Ok((acts, timers, per_thread, brk, dumpable))
     })();
-    let unmapped = s.unmap(&mut t);
-    let (sigactions, itimers, clear_child_tid, altstack, brk, dumpable) = inside?;
+    let unmapped = s.unmap(t);
+    let (sigactions, itimers, per_thread, brk, dumpable) = inside?;
     unmapped?;
     // The process needs nothing from inside any more: give it back its own registers and mask
     // now, so that if stasis dies during the long page copy the kernel's detach lets it run on
@@ -300,14 +363,14 @@ fn collect(
         pages_file: Image::pages_file(pid),
         runs: Vec::new(),
     };
-    let stats = memory::dump_pages(&t, pid, &regions, &mut writer, &mut index, compress)?;
+    let stats = memory::dump_pages(&*t, pid, &regions, &mut writer, &mut index, compress)?;
     tracing::debug!(pid, pages = stats.pages, took = ?t_mem.elapsed(), "pages copied");
     // Flush the page file while the records are written; the store's final fsync of it then
     // finds nothing left to do.
     let pages_file = writer.finish();
     let flushing = std::thread::spawn(move || pages_file.sync_data());
 
-    let xfeatures = outside
+    let xfeatures = outside[0]
         .xstate
         .get(464..472)
         .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
@@ -320,18 +383,23 @@ fn collect(
     entry.itimers = itimers;
     entry.shared_pending = shared_pending;
     entry.fds = fds.fds;
-    entry.threads = vec![ThreadEntry {
-        tid: pid,
-        regs: thread::regs_entry(t.base_regs()),
-        xstate: outside.xstate,
-        sigmask: outside.sigmask,
-        pending: outside.pending,
-        rseq: outside.rseq,
-        robust_list: outside.robust.0,
-        robust_list_len: outside.robust.1,
-        clear_child_tid,
-        altstack,
-    }];
+    entry.threads = outside
+        .into_iter()
+        .zip(per_thread)
+        .zip(std::iter::once(&*t).chain(others.iter()))
+        .map(|((o, (clear_child_tid, altstack)), tr)| ThreadEntry {
+            tid: tr.pid(),
+            regs: thread::regs_entry(tr.base_regs()),
+            xstate: o.xstate,
+            sigmask: o.sigmask,
+            pending: o.pending,
+            rseq: o.rseq,
+            robust_list: o.robust.0,
+            robust_list_len: o.robust.1,
+            clear_child_tid,
+            altstack,
+        })
+        .collect();
     stasis_image::write_record_file(dir, &Image::process_file(pid), FileKind::Process, &entry)?;
     stasis_image::write_record_file(dir, &Image::pagemap_file(pid), FileKind::PageIndex, &index)?;
     stasis_image::write_record_file(

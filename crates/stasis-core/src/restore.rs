@@ -273,12 +273,14 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
         }
     }
     drop(ready_r);
-    ptrace::seize(child, ptrace::OPT_EXITKILL | ptrace::OPT_TRACESYSGOOD).map_err(|source| {
-        RestoreError::Skeleton {
-            pid: p.pid,
-            step: "PTRACE_SEIZE",
-            source,
-        }
+    ptrace::seize(
+        child,
+        ptrace::OPT_EXITKILL | ptrace::OPT_TRACESYSGOOD | ptrace::OPT_TRACECLONE,
+    )
+    .map_err(|source| RestoreError::Skeleton {
+        pid: p.pid,
+        step: "PTRACE_SEIZE",
+        source,
     })?;
     ptrace::interrupt(child).map_err(|source| RestoreError::Skeleton {
         pid: p.pid,
@@ -302,13 +304,16 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
         len: pages_len,
         path: &pages_path,
     };
-    let stats = rebuild(child, &img, p, pm, &pages, &prep)?;
+    let mut threads = Vec::new();
+    let stats = rebuild(child, &img, p, pm, &pages, &prep, &mut threads)?;
     drop(pin);
-    ptrace::detach(child, 0).map_err(|source| RestoreError::Skeleton {
-        pid: p.pid,
-        step: "PTRACE_DETACH",
-        source,
-    })?;
+    for tid in std::iter::once(child).chain(threads) {
+        ptrace::detach(tid, 0).map_err(|source| RestoreError::Skeleton {
+            pid: tid.as_raw(),
+            step: "PTRACE_DETACH",
+            source,
+        })?;
+    }
     guard.armed = false;
     Ok(Restored {
         pid: p.pid,
@@ -325,6 +330,7 @@ fn rebuild(
     pm: &stasis_image::PageIndexEntry,
     pages: &memory::PageSource,
     prep: &Prepared,
+    created: &mut Vec<Pid>,
 ) -> Result<memory::PagesStats> {
     let pidn = p.pid;
     ptrace::set_sigmask(child, !0u64).map_err(|source| RestoreError::Skeleton {
@@ -461,7 +467,21 @@ fn rebuild(
     signal::queue_signals(&mut t, s, None, &p.shared_pending)?;
     process::restore_creds(&mut t, s, &p.creds)?;
     process::restore_dumpable(&mut t, p.dumpable)?;
+    // The other threads, cloned from the leader: they inherit its credentials.
+    let mut threads = Vec::new();
+    for th in &p.threads[1..] {
+        let tid = thread::create_thread(&mut t, s, th.tid)?;
+        threads.push(tid);
+        let mut tt = PtraceTracee::new(tid)?;
+        tt.set_gadget(t.gadget());
+        thread::restore_inside(&mut tt, s, th)?;
+        signal::queue_signals(&mut tt, s, Some(th.tid), &th.pending)?;
+    }
     s.unmap(&mut t)?;
     thread::restore_cpu(child, th, false)?;
+    for (tid, th) in threads.iter().zip(&p.threads[1..]) {
+        thread::restore_cpu(*tid, th, false)?;
+    }
+    *created = threads;
     Ok(stats)
 }

@@ -132,13 +132,26 @@ impl PtraceTracee {
             step: what,
             source,
         })?;
-        match wait_stop(self.pid)? {
-            WaitStatus::Syscall => Ok(()),
-            other => Err(TraceeError::UnexpectedStop {
-                pid: self.pid.as_raw(),
-                step: what,
-                status: format!("{other:?}"),
-            }),
+        loop {
+            match wait_stop(self.pid)? {
+                WaitStatus::Syscall => return Ok(()),
+                // A remote clone3 of a thread reports PTRACE_EVENT_CLONE between its entry
+                // and exit stops: step on to the exit.
+                WaitStatus::Stopped { event, .. } if event == libc::PTRACE_EVENT_CLONE => {
+                    ptrace::syscall(self.pid, 0).map_err(|source| TraceeError::Ptrace {
+                        pid: self.pid.as_raw(),
+                        step: what,
+                        source,
+                    })?;
+                }
+                other => {
+                    return Err(TraceeError::UnexpectedStop {
+                        pid: self.pid.as_raw(),
+                        step: what,
+                        status: format!("{other:?}"),
+                    })
+                }
+            }
         }
     }
 

@@ -208,3 +208,30 @@ pub fn restore_cpu(tid: Pid, e: &ThreadEntry, same_process: bool) -> Result<(), 
     ptrace::set_sigmask(tid, e.sigmask).map_err(pt(tid, "SETSIGMASK"))?;
     Ok(())
 }
+
+/// Create thread `tid` of the process by a remote clone3 in `leader`, with `set_tid` so it gets
+/// its saved TID. The new thread shares everything a pthread shares and starts in a ptrace
+/// stop (the leader is traced with PTRACE_O_TRACECLONE), so its registers are set before it
+/// runs a single instruction. Returns once it is stopped.
+pub fn create_thread(leader: &mut impl Tracee, s: Scratch, tid: i32) -> Result<Pid, TraceeError> {
+    let flags = (libc::CLONE_VM
+        | libc::CLONE_FS
+        | libc::CLONE_FILES
+        | libc::CLONE_SIGHAND
+        | libc::CLONE_THREAD
+        | libc::CLONE_SYSVSEM) as u64;
+    let set_tid_at = s.at(2048 + 128);
+    // struct clone_args: flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size,
+    // tls, set_tid, set_tid_size, cgroup.
+    let args = [flags, 0, 0, 0, 0, 0, 0, 0, set_tid_at, 1, 0];
+    leader.write_mem(s.at(2048), &words_to_bytes(&args))?;
+    leader.write_mem(set_tid_at, &(tid as u32).to_le_bytes())?;
+    let got = leader.syscall(
+        "clone3 (thread)",
+        libc::SYS_clone3,
+        [s.at(2048), (args.len() * 8) as u64, 0, 0, 0, 0],
+    )?;
+    let new = Pid::from_raw(got as i32);
+    crate::tracee::wait_stop(new)?;
+    Ok(new)
+}
