@@ -137,8 +137,10 @@ fn dump(a: DumpArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string(&r)?);
     } else {
         println!(
-            "dumped pid {}: {} pages ({:.1} MiB, {:.1} MiB stored) in {:.1} ms, frozen {:.1} ms{} -> {}",
+            "dumped pid {} ({} process{}): {} pages ({:.1} MiB, {:.1} MiB stored) in {:.1} ms, frozen {:.1} ms{} -> {}",
             r.pid,
+            r.processes,
+            if r.processes == 1 { "" } else { "es" },
             r.pages,
             mib(r.page_bytes),
             mib(r.stored_bytes),

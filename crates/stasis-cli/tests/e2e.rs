@@ -303,3 +303,21 @@ fn process_of_another_user_gets_its_credentials_back() {
     let status = std::fs::read_to_string(format!("/proc/{}/status", std::process::id())).unwrap();
     assert!(status.contains("Uid:\t0"), "the test itself runs as root");
 }
+
+#[test]
+fn threads_each_with_its_own_state_and_wait() {
+    let _g = serial();
+    let r = workload("threads", &[]);
+    assert!(r.after.contains("ok tids"), "{}", r.after);
+}
+
+#[test]
+fn process_tree_with_shared_pipe_and_memory() {
+    let _g = serial();
+    let r = workload("tree", &[]);
+    assert!(
+        r.after.contains("ok shared-page") && r.after.contains("ok wait child2"),
+        "{}",
+        r.after
+    );
+}

@@ -69,10 +69,8 @@ pub enum DumpError {
         #[source]
         source: stasis_procfs::ParseError,
     },
-    #[error(
-        "pid {pid} has child processes ({children}); dumping process trees is not supported yet"
-    )]
-    Children { pid: i32, children: String },
+    #[error("pid {pid} is a zombie (exited, not yet reaped by its parent); zombies in a tree are not supported yet")]
+    Zombie { pid: i32 },
     #[error("pid {pid}: cannot open a pidfd")]
     Pidfd {
         pid: i32,
@@ -89,26 +87,17 @@ pub enum DumpError {
 
 type Result<T, E = DumpError> = std::result::Result<T, E>;
 
-/// Dump one process (see the module doc for the guarantees).
+/// Dump a process and all its descendants (see the module doc for the guarantees).
 pub fn dump(opts: &DumpOptions) -> Result<DumpReport> {
     let t0 = Instant::now();
     let pid = opts.pid;
-    let src = RealProc;
-    // Refuse what this version cannot capture before touching the process.
-    let pre = process::dump(&src, pid)?;
-    let children =
-        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-    if !children.trim().is_empty() {
-        return Err(DumpError::Children {
-            pid,
-            children: children.trim().to_string(),
-        });
-    }
+    // Refuse what cannot be dumped before touching anything.
+    process::dump(&RealProc, pid)?;
     let staging = LocalStore.stage(&opts.dir)?;
-    let mut state = freeze_all(Pid::from_raw(pid), pre.entry.stopped)?;
+    let mut tree = freeze_tree(Pid::from_raw(pid))?;
     let t_frozen = Instant::now();
-    tracing::debug!(pid, took = ?t0.elapsed(), "frozen");
-    let result = collect(&mut state, staging.dir(), opts.compress).and_then(|stats| {
+    tracing::debug!(pid, processes = tree.len(), took = ?t0.elapsed(), "frozen");
+    let result = write_image(&mut tree, staging.dir(), opts.compress).and_then(|stats| {
         tracing::debug!(pid, took = ?t0.elapsed(), "image written");
         let dir = LocalStore.put(staging)?;
         tracing::debug!(pid, took = ?t0.elapsed(), "image durable");
@@ -118,23 +107,21 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpReport> {
         Ok((stats, dir)) => {
             let frozen_for = t_frozen.elapsed();
             let killed = if opts.kill {
-                ptrace::kill(state.pid, libc::SIGKILL)
-                    .map_err(|source| DumpError::Kill { pid, source })?;
-                // As their tracer we see the deaths first (threads included); the parent can
-                // reap the process only after.
-                for th in state.threads.iter().rev() {
-                    let _ = ptrace::wait(th.tid, false);
+                kill_tree(&tree)?;
+                for p in &tree {
+                    wait_gone(p.pid.as_raw(), Duration::from_secs(10));
                 }
-                wait_gone(pid, Duration::from_secs(10));
                 true
             } else {
-                state.release(true);
+                for p in &mut tree {
+                    p.release(true);
+                }
                 false
             };
             Ok(DumpReport {
                 pid,
                 dir,
-                processes: 1,
+                processes: tree.len(),
                 pages: stats.pages,
                 page_bytes: stats.bytes,
                 stored_bytes: stats.stored,
@@ -144,10 +131,139 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpReport> {
             })
         }
         Err(e) => {
-            state.release(true);
+            for p in &mut tree {
+                p.release(true);
+            }
             Err(e)
         }
     }
+}
+
+/// Seize every process of the tree below `root`, parents before children. A process is
+/// frozen before its children are listed, so none can escape by forking meanwhile.
+fn freeze_tree(root: Pid) -> Result<Vec<Seized>> {
+    let mut tree: Vec<Seized> = Vec::new();
+    let mut todo = vec![root];
+    let mut i = 0;
+    while i < todo.len() {
+        let pid = todo[i];
+        i += 1;
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| stasis_procfs::stat::parse_stat(&s).ok())
+            .map(|s| s.state);
+        if state == Some('Z') {
+            let e = DumpError::Zombie { pid: pid.as_raw() };
+            release_all(&mut tree);
+            return Err(e);
+        }
+        match freeze_all(pid, state == Some('T')) {
+            Ok(s) => tree.push(s),
+            Err(e) => {
+                release_all(&mut tree);
+                return Err(e);
+            }
+        }
+        for t in list_tasks(pid.as_raw()) {
+            let kids = std::fs::read_to_string(format!("/proc/{pid}/task/{t}/children"))
+                .unwrap_or_default();
+            for k in kids.split_whitespace().filter_map(|k| k.parse().ok()) {
+                let k = Pid::from_raw(k);
+                if !todo.contains(&k) {
+                    todo.push(k);
+                }
+            }
+        }
+    }
+    Ok(tree)
+}
+
+fn release_all(tree: &mut [Seized]) {
+    for p in tree {
+        p.release(true);
+    }
+}
+
+/// Kill a dumped tree, leaves first. Parents are made to ignore SIGCHLD first so the kernel
+/// reaps each child at once (otherwise they would linger as zombies until init reaps them,
+/// and a restore right after would find their PIDs taken).
+fn kill_tree(tree: &[Seized]) -> Result<()> {
+    for p in tree {
+        let has_children = tree.iter().any(|c| c.ppid == p.pid.as_raw());
+        if has_children {
+            if let Err(e) = ignore_sigchld(p) {
+                tracing::warn!(pid = p.pid.as_raw(), error = %e, "cannot make the process ignore SIGCHLD before killing it");
+            }
+        }
+    }
+    for p in tree.iter().rev() {
+        ptrace::kill(p.pid, libc::SIGKILL).map_err(|source| DumpError::Kill {
+            pid: p.pid.as_raw(),
+            source,
+        })?;
+        // As their tracer we see the deaths first (threads included); the parent can reap
+        // the process only after.
+        for th in p.threads.iter().rev() {
+            let _ = ptrace::wait(th.tid, false);
+        }
+    }
+    Ok(())
+}
+
+/// rt_sigaction(SIGCHLD, {SIG_IGN}) inside a seized process that is about to be killed; the
+/// struct goes below its stack pointer (the process never runs again).
+fn ignore_sigchld(p: &Seized) -> Result<(), TraceeError> {
+    let mut t = PtraceTracee::new(p.pid)?;
+    t.set_gadget(p.gadget);
+    let at = (t.base_regs().rsp - 4096) & !15;
+    t.write_mem(at, &crate::scratch::words_to_bytes(&[1, 0, 0, 0]))?;
+    t.syscall(
+        "rt_sigaction(SIGCHLD, SIG_IGN)",
+        libc::SYS_rt_sigaction,
+        [libc::SIGCHLD as u64, at, 0, 8, 0, 0],
+    )?;
+    Ok(())
+}
+
+/// Write every process of the tree and the shared records.
+fn write_image(
+    tree: &mut [Seized],
+    dir: &std::path::Path,
+    compress: bool,
+) -> Result<memory::PagesStats> {
+    let mut table = files::FileTable::default();
+    let mut total = memory::PagesStats::default();
+    let mut xfeatures = 0;
+    for (i, p) in tree.iter_mut().enumerate() {
+        let (stats, xf) = collect(p, dir, compress, i == 0, &mut table)?;
+        total.pages += stats.pages;
+        total.bytes += stats.bytes;
+        total.stored += stats.stored;
+        xfeatures |= xf;
+    }
+    stasis_image::write_record_file(
+        dir,
+        Image::FILES,
+        FileKind::Files,
+        &FilesEntry { files: table.files },
+    )?;
+    let inventory = InventoryEntry {
+        stasis_version: env!("CARGO_PKG_VERSION").to_string(),
+        arch: std::env::consts::ARCH.to_string(),
+        kernel: nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        created_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        root_pid: tree[0].pid.as_raw(),
+        pids: tree.iter().map(|p| p.pid.as_raw()).collect(),
+        xfeatures,
+        parent: None,
+    };
+    stasis_image::write_record_file(dir, Image::INVENTORY, FileKind::Inventory, &inventory)?;
+    Ok(total)
 }
 
 /// Wait (bounded) until `pid` no longer exists, so a restore right after cannot collide with
@@ -177,16 +293,25 @@ struct SeizedThread {
 /// A seized process: every thread stopped under ptrace, the leader first.
 struct Seized {
     pid: Pid,
+    ppid: i32,
     threads: Vec<SeizedThread>,
+    /// The `syscall` instruction remote syscalls use (found during collect).
+    gadget: u64,
 }
 
 /// Seize and stop every thread of `pid`, rescanning /proc/PID/task until no new thread
 /// appears (a thread may be creating another while we seize). A thread that exits meanwhile
 /// is skipped; any other failure releases what was seized.
 fn freeze_all(pid: Pid, stopped: bool) -> Result<Seized> {
+    let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| stasis_procfs::stat::parse_stat(&s).ok())
+        .map_or(0, |s| s.ppid);
     let mut seized = Seized {
         pid,
+        ppid,
         threads: Vec::new(),
+        gadget: 0,
     };
     loop {
         let tids = list_tasks(pid.as_raw());
@@ -267,11 +392,14 @@ impl Seized {
     }
 }
 
+/// Capture one seized process into `dir`; returns its page statistics and XCR0.
 fn collect(
     state: &mut Seized,
     dir: &std::path::Path,
     compress: bool,
-) -> Result<memory::PagesStats> {
+    root: bool,
+    table: &mut files::FileTable,
+) -> Result<(memory::PagesStats, u64)> {
     let pid = state.pid.as_raw();
     let src = RealProc;
     let pin = Pinned::new(state.pid);
@@ -319,6 +447,7 @@ fn collect(
         .find(|v| v.kind == VmaKind::Vdso)
         .ok_or(TraceeError::NoGadget { pid })?;
     let gadget = find_gadget(&tracees[0], vdso.start, vdso.end)?;
+    state.gadget = gadget;
     for t in &mut tracees {
         t.set_gadget(gadget);
     }
@@ -349,9 +478,8 @@ fn collect(
     // Files.
     let pidfd = stasis_sys::pidfd::pidfd_open(state.pid)
         .map_err(|source| DumpError::Pidfd { pid, source })?;
-    let mut next_blob = 0;
-    let fds = files::dump_fds(pid, &pidfd, dir, 1, &mut next_blob)?;
-    memory::link_deleted(pid, &smaps, &mut vmas, &fds.inodes)?;
+    let fds = files::dump_fds(pid, &pidfd, dir, root, table)?;
+    memory::link_deleted(pid, &smaps, &mut vmas, &table.inodes)?;
 
     // Memory.
     let t_mem = Instant::now();
@@ -382,13 +510,16 @@ fn collect(
     entry.sigactions = sigactions;
     entry.itimers = itimers;
     entry.shared_pending = shared_pending;
-    entry.fds = fds.fds;
+    entry.fds = fds;
     entry.threads = outside
         .into_iter()
         .zip(per_thread)
         .zip(std::iter::once(&*t).chain(others.iter()))
         .map(|((o, (clear_child_tid, altstack)), tr)| ThreadEntry {
             tid: tr.pid(),
+            comm: std::fs::read_to_string(format!("/proc/{pid}/task/{}/comm", tr.pid()))
+                .map(|c| c.trim_end_matches('\n').to_string())
+                .unwrap_or_default(),
             regs: thread::regs_entry(tr.base_regs()),
             xstate: o.xstate,
             sigmask: o.sigmask,
@@ -402,28 +533,6 @@ fn collect(
         .collect();
     stasis_image::write_record_file(dir, &Image::process_file(pid), FileKind::Process, &entry)?;
     stasis_image::write_record_file(dir, &Image::pagemap_file(pid), FileKind::PageIndex, &index)?;
-    stasis_image::write_record_file(
-        dir,
-        Image::FILES,
-        FileKind::Files,
-        &FilesEntry { files: fds.files },
-    )?;
-    let inventory = InventoryEntry {
-        stasis_version: env!("CARGO_PKG_VERSION").to_string(),
-        arch: std::env::consts::ARCH.to_string(),
-        kernel: nix::sys::utsname::uname()
-            .map(|u| u.release().to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        created_unix: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-        root_pid: pid,
-        pids: vec![pid],
-        xfeatures,
-        parent: None,
-    };
-    stasis_image::write_record_file(dir, Image::INVENTORY, FileKind::Inventory, &inventory)?;
     let _ = flushing.join();
-    Ok(stats)
+    Ok((stats, xfeatures))
 }

@@ -28,6 +28,7 @@ pub struct RestoreOptions {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Restored {
     pub pid: i32,
+    pub processes: usize,
     pub pages: u64,
     pub page_bytes: u64,
     pub total: Duration,
@@ -39,8 +40,8 @@ pub enum RestoreError {
     Image(#[from] stasis_image::ImageError),
     #[error("the image was made on {arch}; this machine is {here}")]
     Arch { arch: String, here: String },
-    #[error("the image holds {n} processes; restoring process trees is not supported yet")]
-    Tree { n: usize },
+    #[error("pid {pid} in the image has parent {ppid}, which the image does not hold")]
+    Orphan { pid: i32, ppid: i32 },
     #[error("pid {pid} is taken by another process, so the image cannot be restored with its pid; stop that process, or (soon) restore into a fresh PID namespace")]
     PidTaken { pid: i32 },
     #[error("cannot create a process with pid {pid} (clone3 with set_tid needs root or CAP_CHECKPOINT_RESTORE)")]
@@ -82,34 +83,45 @@ pub enum RestoreError {
 
 type Result<T, E = RestoreError> = std::result::Result<T, E>;
 
-/// Files the restorer opened for the skeleton, parked at fd numbers >= `base` that the
-/// skeleton inherits.
+/// Files the restorer opened for the skeletons, parked at fd numbers >= `base` (above every fd
+/// number of every process) that every skeleton inherits: the root from the restorer, the
+/// others from their parent skeleton, which forks them before it changes anything. Each
+/// process then dup3()s its own fds from these, so descriptions shared across processes stay
+/// shared.
 struct Prepared {
     base: i32,
-    /// (source fd, target fd, cloexec)
-    place: Vec<(i32, i32, bool)>,
+    /// Per pid: (source fd, target fd, cloexec).
+    place: HashMap<i32, Vec<(i32, i32, bool)>>,
     /// Mapping file fds by (path, writable).
     maps: HashMap<(String, bool), i32>,
     /// Parked fds by file id (mappings of deleted files and memfds use these).
     by_id: HashMap<u32, i32>,
-    cwd: i32,
-    exe: i32,
+    /// Shared anonymous memory objects by shmem id.
+    shmem: HashMap<u64, i32>,
+    /// Per pid: working directory and executable.
+    cwd: HashMap<i32, i32>,
+    exe: HashMap<i32, i32>,
     _owned: Vec<OwnedFd>,
 }
 
-fn prepare(img: &Image, p: &stasis_image::ProcessEntry) -> Result<Prepared> {
-    // Parked fds sit above every fd number the process uses.
-    let base = p.fds.iter().map(|f| f.fd + 1).max().unwrap_or(0).max(3);
+fn prepare(img: &Image) -> Result<Prepared> {
+    let base = img
+        .processes
+        .iter()
+        .flat_map(|p| p.fds.iter().map(|f| f.fd + 1))
+        .max()
+        .unwrap_or(0)
+        .max(3);
     if let Ok((_, hard)) =
         nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
     {
         let _ =
             nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard);
     }
-    let park = |fd: OwnedFd, owned: &mut Vec<OwnedFd>| -> Result<i32> {
+    let park = |pid: i32, fd: OwnedFd, owned: &mut Vec<OwnedFd>| -> Result<i32> {
         let high = stasis_sys::pidfd::dup_at_least(fd.as_raw_fd(), base).map_err(|source| {
             RestoreError::Skeleton {
-                pid: p.pid,
+                pid,
                 step: "parking an fd for the skeleton",
                 source,
             }
@@ -124,98 +136,134 @@ fn prepare(img: &Image, p: &stasis_image::ProcessEntry) -> Result<Prepared> {
         dir: &img.dir,
         pipes: HashMap::new(),
     };
-    let mut place = Vec::new();
-    for fd in &p.fds {
-        let src = match by_id.get(&fd.file_id) {
-            Some(&s) => s,
-            None => {
-                let entry = img
-                    .files
-                    .files
-                    .iter()
-                    .find(|f| f.id == fd.file_id)
-                    .ok_or_else(|| stasis_image::ImageError::Decode {
-                        path: img.dir.join(Image::FILES),
-                        offset: 0,
-                        reason: format!(
-                            "fd {} of pid {} refers to missing file id {}",
-                            fd.fd, p.pid, fd.file_id
-                        ),
-                    })?;
-                let f = files::open(&mut cx, entry, fd.fd)?;
-                let s = park(f, &mut owned)?;
-                by_id.insert(fd.file_id, s);
-                s
-            }
-        };
-        place.push((src, fd.fd, fd.cloexec));
-    }
+    let mut place = HashMap::new();
     let mut maps = HashMap::new();
-    for v in &p.vmas {
-        if !matches!(v.kind, VmaKind::FilePrivate | VmaKind::FileShared) || v.file_id.is_some() {
-            continue;
+    let mut cwd = HashMap::new();
+    let mut exe = HashMap::new();
+    for p in &img.processes {
+        let mut mine = Vec::new();
+        for fd in &p.fds {
+            let src = match by_id.get(&fd.file_id) {
+                Some(&s) => s,
+                None => {
+                    let entry = img
+                        .files
+                        .files
+                        .iter()
+                        .find(|f| f.id == fd.file_id)
+                        .ok_or_else(|| stasis_image::ImageError::Decode {
+                            path: img.dir.join(Image::FILES),
+                            offset: 0,
+                            reason: format!(
+                                "fd {} of pid {} refers to missing file id {}",
+                                fd.fd, p.pid, fd.file_id
+                            ),
+                        })?;
+                    let f = files::open(&mut cx, entry, fd.fd)?;
+                    let s = park(p.pid, f, &mut owned)?;
+                    by_id.insert(fd.file_id, s);
+                    s
+                }
+            };
+            mine.push((src, fd.fd, fd.cloexec));
         }
-        let path = v.path.clone().unwrap_or_default();
-        let writable = v.kind == VmaKind::FileShared && v.prot & libc::PROT_WRITE as u32 != 0;
-        if maps.contains_key(&(path.clone(), writable)) {
-            continue;
+        place.insert(p.pid, mine);
+        for v in &p.vmas {
+            if !matches!(v.kind, VmaKind::FilePrivate | VmaKind::FileShared) || v.file_id.is_some()
+            {
+                continue;
+            }
+            let path = v.path.clone().unwrap_or_default();
+            let writable = v.kind == VmaKind::FileShared && v.prot & libc::PROT_WRITE as u32 != 0;
+            if maps.contains_key(&(path.clone(), writable)) {
+                continue;
+            }
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(writable)
+                .open(&path)
+                .map_err(|source| RestoreError::MapFile {
+                    pid: p.pid,
+                    addr: v.start,
+                    path: path.clone(),
+                    source,
+                })?;
+            let s = park(p.pid, f.into(), &mut owned)?;
+            maps.insert((path, writable), s);
         }
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(writable)
-            .open(&path)
-            .map_err(|source| RestoreError::MapFile {
-                pid: p.pid,
-                addr: v.start,
-                path: path.clone(),
-                source,
-            })?;
-        let s = park(f.into(), &mut owned)?;
-        maps.insert((path, writable), s);
+        let open_dir = |path: &str, flags: libc::c_int| -> Result<OwnedFd> {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(flags)
+                .open(path)
+                .map(OwnedFd::from)
+                .map_err(|source| RestoreError::MapFile {
+                    pid: p.pid,
+                    addr: 0,
+                    path: path.to_string(),
+                    source,
+                })
+        };
+        cwd.insert(
+            p.pid,
+            park(p.pid, open_dir(&p.cwd, libc::O_DIRECTORY)?, &mut owned)?,
+        );
+        exe.insert(p.pid, park(p.pid, open_dir(&p.exe, 0)?, &mut owned)?);
     }
-    let open_dir = |path: &str, flags: libc::c_int| -> Result<OwnedFd> {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(flags)
-            .open(path)
-            .map(OwnedFd::from)
-            .map_err(|source| RestoreError::MapFile {
-                pid: p.pid,
+    // One object per shared anonymous region, however many processes map it.
+    let mut sizes: HashMap<u64, u64> = HashMap::new();
+    for v in img.processes.iter().flat_map(|p| &p.vmas) {
+        if let Some(id) = v.shmem {
+            let e = sizes.entry(id).or_default();
+            *e = (*e).max(v.pgoff + v.len());
+        }
+    }
+    let mut shmem = HashMap::new();
+    for (id, size) in sizes {
+        let fd = stasis_sys::mem::shared_anon_fd(size as usize).map_err(|source| {
+            RestoreError::MapFile {
+                pid: img.processes[0].pid,
                 addr: 0,
-                path: path.to_string(),
+                path: format!("shared anonymous memory {id} ({size} bytes)"),
                 source,
-            })
-    };
-    let cwd = park(open_dir(&p.cwd, libc::O_DIRECTORY)?, &mut owned)?;
-    let exe = park(open_dir(&p.exe, 0)?, &mut owned)?;
+            }
+        })?;
+        shmem.insert(id, park(img.processes[0].pid, fd, &mut owned)?);
+    }
     Ok(Prepared {
         base,
         place,
         maps,
         by_id,
+        shmem,
         cwd,
         exe,
         _owned: owned,
     })
 }
 
-/// Kills and reaps the skeleton unless disarmed.
+/// Kills and reaps the skeletons unless disarmed.
 struct SkeletonGuard {
-    pid: Pid,
+    pids: Vec<Pid>,
     armed: bool,
 }
 
 impl Drop for SkeletonGuard {
     fn drop(&mut self) {
         if self.armed {
-            let _ = ptrace::kill(self.pid, libc::SIGKILL);
-            let _ = nix::sys::wait::waitpid(self.pid, None);
+            for &p in self.pids.iter().rev() {
+                let _ = ptrace::kill(p, libc::SIGKILL);
+            }
+            if let Some(&root) = self.pids.first() {
+                let _ = nix::sys::wait::waitpid(root, None);
+            }
         }
     }
 }
 
-/// Restore the image in `opts.dir`; the process runs when this returns.
+/// Restore the image in `opts.dir`; the processes run when this returns. The root process
+/// is a child of the caller.
 pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     let t0 = Instant::now();
     let img = Image::open(&opts.dir)?;
@@ -225,31 +273,36 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
             here: std::env::consts::ARCH.into(),
         });
     }
-    if img.processes.len() != 1 {
-        return Err(RestoreError::Tree {
-            n: img.processes.len(),
-        });
+    let root = &img.processes[0];
+    for p in &img.processes[1..] {
+        if !img.processes.iter().any(|q| q.pid == p.ppid) {
+            return Err(RestoreError::Orphan {
+                pid: p.pid,
+                ppid: p.ppid,
+            });
+        }
     }
-    let p = &img.processes[0];
-    let pm = &img.pagemaps[0];
-    let pages_path = img.dir.join(&pm.pages_file);
-    let (pages_file, pages_len) = stasis_image::read_pages_header(&pages_path)?;
-    let prep = prepare(&img, p)?;
+    let prep = prepare(&img)?;
 
-    let pid = Pid::from_raw(p.pid);
+    // The root skeleton, forked from us with the saved PID.
     let (ready_r, ready_w) = nix::unistd::pipe().map_err(|source| RestoreError::Skeleton {
-        pid: p.pid,
+        pid: root.pid,
         step: "creating the start pipe",
         source,
     })?;
-    let child = match clone::clone_with_pid(pid) {
+    let child = match clone::clone_with_pid(Pid::from_raw(root.pid)) {
         Ok(Forked::Child) => clone::child_park(ready_w.as_raw_fd()),
         Ok(Forked::Parent(c)) => c,
-        Err(Errno::EEXIST) => return Err(RestoreError::PidTaken { pid: p.pid }),
-        Err(source) => return Err(RestoreError::Clone { pid: p.pid, source }),
+        Err(Errno::EEXIST) => return Err(RestoreError::PidTaken { pid: root.pid }),
+        Err(source) => {
+            return Err(RestoreError::Clone {
+                pid: root.pid,
+                source,
+            })
+        }
     };
     let mut guard = SkeletonGuard {
-        pid: child,
+        pids: vec![child],
         armed: true,
     };
     // Take the skeleton over only once it has reset its signal state.
@@ -259,14 +312,14 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
         Ok(1) => {}
         Ok(_) => {
             return Err(RestoreError::Skeleton {
-                pid: p.pid,
+                pid: root.pid,
                 step: "waiting for the skeleton to start",
                 source: Errno::ECHILD,
             })
         }
         Err(source) => {
             return Err(RestoreError::Skeleton {
-                pid: p.pid,
+                pid: root.pid,
                 step: "waiting for the skeleton to start",
                 source,
             })
@@ -275,15 +328,18 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     drop(ready_r);
     ptrace::seize(
         child,
-        ptrace::OPT_EXITKILL | ptrace::OPT_TRACESYSGOOD | ptrace::OPT_TRACECLONE,
+        ptrace::OPT_EXITKILL
+            | ptrace::OPT_TRACESYSGOOD
+            | ptrace::OPT_TRACECLONE
+            | ptrace::OPT_TRACEFORK,
     )
     .map_err(|source| RestoreError::Skeleton {
-        pid: p.pid,
+        pid: root.pid,
         step: "PTRACE_SEIZE",
         source,
     })?;
     ptrace::interrupt(child).map_err(|source| RestoreError::Skeleton {
-        pid: p.pid,
+        pid: root.pid,
         step: "PTRACE_INTERRUPT",
         source,
     })?;
@@ -291,23 +347,42 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
         WaitStatus::Stopped { .. } => {}
         other => {
             return Err(TraceeError::UnexpectedStop {
-                pid: p.pid,
+                pid: root.pid,
                 step: "taking over the skeleton",
                 status: format!("{other:?}"),
             }
             .into())
         }
     }
-    let pin = Pinned::new(child);
-    let pages = memory::PageSource {
-        file: &pages_file,
-        len: pages_len,
-        path: &pages_path,
-    };
-    let mut threads = Vec::new();
-    let stats = rebuild(child, &img, p, pm, &pages, &prep, &mut threads)?;
-    drop(pin);
-    for tid in std::iter::once(child).chain(threads) {
+    // The tree's shape: every other process forked by its parent's skeleton, before any
+    // skeleton changes, so all inherit the parked fds.
+    for p in &img.processes[1..] {
+        let parent = Pid::from_raw(p.ppid);
+        let kid = fork_skeleton(parent, p.pid)?;
+        guard.pids.push(kid);
+    }
+
+    let mut stats = memory::PagesStats::default();
+    let mut all_threads = Vec::new();
+    for (p, pm) in img.processes.iter().zip(&img.pagemaps) {
+        let pid = Pid::from_raw(p.pid);
+        let pages_path = img.dir.join(&pm.pages_file);
+        let (pages_file, pages_len) = stasis_image::read_pages_header(&pages_path)?;
+        let pages = memory::PageSource {
+            file: &pages_file,
+            len: pages_len,
+            path: &pages_path,
+        };
+        let pin = Pinned::new(pid);
+        let mut threads = Vec::new();
+        let st = rebuild(pid, &img, p, pm, &pages, &prep, &mut threads)?;
+        drop(pin);
+        stats.pages += st.pages;
+        stats.bytes += st.bytes;
+        all_threads.push(pid);
+        all_threads.extend(threads);
+    }
+    for tid in all_threads {
         ptrace::detach(tid, 0).map_err(|source| RestoreError::Skeleton {
             pid: tid.as_raw(),
             step: "PTRACE_DETACH",
@@ -316,11 +391,71 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     }
     guard.armed = false;
     Ok(Restored {
-        pid: p.pid,
+        pid: root.pid,
+        processes: img.processes.len(),
         pages: stats.pages,
         page_bytes: stats.bytes,
         total: t0.elapsed(),
     })
+}
+
+/// Fork a child skeleton with PID `pid` from the (still untouched) skeleton `parent`: a
+/// remote clone3 like fork(2), with `set_tid`. The child starts in a ptrace stop (the parent
+/// is traced with PTRACE_O_TRACEFORK) as a copy of its parent skeleton.
+fn fork_skeleton(parent: Pid, pid: i32) -> Result<Pid> {
+    let mut t = PtraceTracee::new(parent)?;
+    let maps = std::fs::read_to_string(format!("/proc/{parent}/maps")).map_err(|source| {
+        ProcessError::Read {
+            pid: parent.as_raw(),
+            file: "maps",
+            source,
+        }
+    })?;
+    let vdso = stasis_procfs::maps::parse_maps(&maps)
+        .map_err(|source| ProcessError::Parse {
+            pid: parent.as_raw(),
+            file: "maps",
+            source,
+        })?
+        .into_iter()
+        .find(|m| m.path.as_deref() == Some("[vdso]"))
+        .ok_or(TraceeError::NoGadget {
+            pid: parent.as_raw(),
+        })?;
+    let g = find_gadget(&t, vdso.start, vdso.end)?;
+    t.set_gadget(g);
+    // The skeleton runs the restorer's code image: its stack has room below the stack pointer.
+    let at = (t.base_regs().rsp - 8192) & !15;
+    let set_tid_at = at + 128;
+    let args = [
+        0u64,
+        0,
+        0,
+        0,
+        libc::SIGCHLD as u64,
+        0,
+        0,
+        0,
+        set_tid_at,
+        1,
+        0,
+    ];
+    t.write_mem(at, &crate::scratch::words_to_bytes(&args))?;
+    t.write_mem(set_tid_at, &(pid as u32).to_le_bytes())?;
+    let r = t.syscall_raw(libc::SYS_clone3, [at, (args.len() * 8) as u64, 0, 0, 0, 0])?;
+    let _ = t.set_regs(t.base_regs());
+    if r == -(libc::EEXIST as i64) {
+        return Err(RestoreError::PidTaken { pid });
+    }
+    if r < 0 {
+        return Err(RestoreError::Clone {
+            pid,
+            source: Errno::from_raw(-r as i32),
+        });
+    }
+    let kid = Pid::from_raw(r as i32);
+    wait_stop(kid)?;
+    Ok(kid)
 }
 
 fn rebuild(
@@ -409,6 +544,7 @@ fn rebuild(
     for v in &p.vmas {
         let fd = match v.kind {
             VmaKind::Vdso | VmaKind::Vvar | VmaKind::VvarVclock | VmaKind::Vsyscall => continue,
+            VmaKind::SharedAnon => v.shmem.and_then(|id| prep.shmem.get(&id)).copied(),
             VmaKind::FilePrivate | VmaKind::FileShared if v.file_id.is_some() => {
                 v.file_id.and_then(|id| prep.by_id.get(&id)).copied()
             }
@@ -424,8 +560,9 @@ fn rebuild(
         memory::map_vma(&mut t, v, fd)?;
     }
     let stats = memory::restore_pages(&mut t, &p.vmas, pm, pages)?;
-    process::restore_mm(&mut t, s, &p.mm, prep.exe)?;
-    process::restore_basics(&mut t, s, p, prep.cwd)?;
+    process::restore_mm(&mut t, s, &p.mm, prep.exe[&p.pid])?;
+    let tree: Vec<i32> = img.processes.iter().map(|q| q.pid).collect();
+    process::restore_basics(&mut t, s, p, prep.cwd[&p.pid], &tree)?;
 
     // Descriptors: drop what the skeleton inherited below `base`, move the parked ones into
     // place, drop the parked copies.
@@ -442,7 +579,7 @@ fn rebuild(
         [0, (prep.base - 1) as u64, 0, 0, 0, 0],
     )
     .map_err(fds_err)?;
-    for &(src, dst, cloexec) in &prep.place {
+    for &(src, dst, cloexec) in &prep.place[&p.pid] {
         let flags = if cloexec { libc::O_CLOEXEC as u64 } else { 0 };
         t.syscall(
             "dup3",

@@ -137,7 +137,9 @@ impl PtraceTracee {
                 WaitStatus::Syscall => return Ok(()),
                 // A remote clone3 of a thread reports PTRACE_EVENT_CLONE between its entry
                 // and exit stops: step on to the exit.
-                WaitStatus::Stopped { event, .. } if event == libc::PTRACE_EVENT_CLONE => {
+                WaitStatus::Stopped { event, .. }
+                    if event == libc::PTRACE_EVENT_CLONE || event == libc::PTRACE_EVENT_FORK =>
+                {
                     ptrace::syscall(self.pid, 0).map_err(|source| TraceeError::Ptrace {
                         pid: self.pid.as_raw(),
                         step: what,

@@ -115,3 +115,37 @@ pub fn start_writeback(fd: &impl std::os::fd::AsRawFd, offset: u64, len: u64) ->
         Ok(())
     }
 }
+
+/// A new shared anonymous memory object (what `mmap(MAP_SHARED|MAP_ANONYMOUS)` creates, shown
+/// as "/dev/zero (deleted)" in maps) of `len` bytes, as an fd other processes can map it from:
+/// mapped here, reopened through /proc/self/map_files (needs CAP_SYS_ADMIN or
+/// CAP_CHECKPOINT_RESTORE), unmapped again.
+pub fn shared_anon_fd(len: usize) -> std::io::Result<std::os::fd::OwnedFd> {
+    // SAFETY: a fresh shared anonymous mapping at an address the kernel picks; nothing else
+    // refers to it, and it is unmapped below before returning.
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if addr == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error());
+    }
+    let start = addr as usize;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!(
+            "/proc/self/map_files/{:x}-{:x}",
+            start,
+            start + len
+        ));
+    // SAFETY: unmapping exactly the mapping made above, which no reference points into.
+    unsafe { libc::munmap(addr, len) };
+    Ok(file?.into())
+}

@@ -13,6 +13,8 @@ pub const OPT_TRACESYSGOOD: u32 = libc::PTRACE_O_TRACESYSGOOD as u32;
 pub const OPT_EXITKILL: u32 = libc::PTRACE_O_EXITKILL as u32;
 /// Report clone events and auto-attach new threads.
 pub const OPT_TRACECLONE: u32 = libc::PTRACE_O_TRACECLONE as u32;
+/// Report fork events and auto-attach new children.
+pub const OPT_TRACEFORK: u32 = libc::PTRACE_O_TRACEFORK as u32;
 /// `PTRACE_EVENT_STOP`: the event of a stop caused by `PTRACE_INTERRUPT` or a group stop.
 pub const EVENT_STOP: i32 = libc::PTRACE_EVENT_STOP;
 

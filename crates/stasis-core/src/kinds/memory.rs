@@ -160,6 +160,7 @@ pub fn classify(smaps: &[SmapsEntry]) -> Vec<VmaEntry> {
             pgoff: m.offset,
             path,
             file_id: None,
+            shmem: (kind == VmaKind::SharedAnon && m.inode != 0).then_some(m.inode),
             vm_flags: s
                 .vm_flags
                 .0
@@ -538,13 +539,14 @@ fn mremap(t: &mut impl Tracee, from: u64, len: u64, to: u64) -> Result<u64, Trac
 pub fn map_vma(t: &mut impl Tracee, v: &VmaEntry, fd: Option<i32>) -> Result<()> {
     let pid = t.pid();
     let mut flags = v.flags as u64 | libc::MAP_FIXED as u64;
+    if fd.is_some() {
+        // Shared anonymous memory is mapped from the one shmem object restore made for it.
+        flags &= !(libc::MAP_ANONYMOUS as u64);
+    }
     let (fd, off) = match fd {
         Some(fd) => (fd as u64, v.pgoff),
         None => (u64::MAX, 0),
     };
-    if v.flags & libc::MAP_ANONYMOUS as u32 != 0 {
-        flags |= libc::MAP_ANONYMOUS as u64;
-    }
     t.syscall(
         "mmap",
         libc::SYS_mmap,
@@ -721,6 +723,7 @@ mod tests {
             pgoff: 0,
             path: None,
             file_id: None,
+            shmem: None,
             vm_flags: vec![],
         }
     }

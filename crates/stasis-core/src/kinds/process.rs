@@ -176,11 +176,20 @@ pub fn restore_basics(
     s: Scratch,
     p: &ProcessEntry,
     cwd_fd: i32,
+    tree: &[i32],
 ) -> Result<()> {
     if p.sid == p.pid {
         set(t, "the session (setsid)", libc::SYS_setsid, [0; 6])?;
     } else if p.pgid == p.pid {
         set(t, "the process group (setpgid)", libc::SYS_setpgid, [0; 6])?;
+    } else if tree.contains(&p.pgid) {
+        // A group led by another process of the tree (a shell pipeline's members).
+        set(
+            t,
+            "the process group (setpgid)",
+            libc::SYS_setpgid,
+            [0, p.pgid as u64, 0, 0, 0, 0],
+        )?;
     }
     set(t, "umask", libc::SYS_umask, [p.umask as u64, 0, 0, 0, 0, 0])?;
     set(

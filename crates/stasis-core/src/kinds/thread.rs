@@ -160,6 +160,17 @@ pub fn unregister_rseq(t: &mut PtraceTracee) -> Result<(), TraceeError> {
 
 /// Re-establish the per-thread registrations (everything but registers and mask).
 pub fn restore_inside(t: &mut impl Tracee, s: Scratch, e: &ThreadEntry) -> Result<(), TraceeError> {
+    if !e.comm.is_empty() {
+        let mut name = e.comm.as_bytes().to_vec();
+        name.truncate(15);
+        name.push(0);
+        t.write_mem(s.at(512), &name)?;
+        t.syscall(
+            "prctl(PR_SET_NAME)",
+            libc::SYS_prctl,
+            [libc::PR_SET_NAME as u64, s.at(512), 0, 0, 0, 0],
+        )?;
+    }
     // Always set, also when disabled: the skeleton inherited the restorer's alternate stack,
     // which points into memory that is gone now (a handler with SA_ONSTACK would fault).
     // SS_ONSTACK is reported, not settable: only SS_DISABLE/SS_AUTODISARM are flags.

@@ -38,6 +38,10 @@ pub struct VmaEntry {
     /// The file-table id of the mapped file, for file mappings.
     #[serde(default)]
     pub file_id: Option<u32>,
+    /// For shared anonymous memory: the shmem object's id (its inode), the same in every
+    /// mapping and process that shares it, so restore maps one object for all of them.
+    #[serde(default)]
+    pub shmem: Option<u64>,
     /// The smaps VmFlags, for `show` and for madvise-level state restore cares about.
     #[serde(default)]
     pub vm_flags: Vec<String>,

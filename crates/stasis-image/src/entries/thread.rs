@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ThreadEntry {
     pub tid: i32,
+    /// The thread's name (/proc/PID/task/TID/comm).
+    #[serde(default)]
+    pub comm: String,
     pub regs: RegsEntry,
     /// The raw XSAVE area (NT_X86_XSTATE).
     #[serde(with = "serde_bytes")]

@@ -88,10 +88,15 @@ pub struct OpenCx<'a> {
     pub pipes: std::collections::HashMap<u64, (OwnedFd, OwnedFd)>,
 }
 
-/// The dumped fd table of one process plus the files it refers to.
-pub struct DumpedFds {
-    pub fds: Vec<FdEntry>,
+/// The file table of a whole dump, shared by all its processes so that an open file
+/// description shared across fork stays one entry.
+#[derive(Default)]
+pub struct FileTable {
     pub files: Vec<FileEntry>,
+    /// (file id, pid, fd, inode) of the first fd seen of each file.
+    owners: Vec<(u32, i32, i32, u64)>,
+    seen_pipes: std::collections::HashSet<u64>,
+    next_blob: u32,
     /// (file id, inode) of files that mappings may refer to (deleted files, memfds).
     pub inodes: Vec<(u32, u64)>,
 }
@@ -99,14 +104,16 @@ pub struct DumpedFds {
 /// O_CLOEXEC as fdinfo shows it in `flags`.
 const FDINFO_CLOEXEC: u32 = libc::O_CLOEXEC as u32;
 
-/// Dump every fd of `pid`; file ids start at `first_id`.
+/// Dump every fd of `pid` into `table`. `root` says the process is the dump's root, whose
+/// stdin/stdout/stderr are outside the tree (external); other processes' fds 0-2 are dumped by
+/// kind, or join the root's external entry when they share its description.
 pub fn dump_fds(
     pid: i32,
     pidfd: &OwnedFd,
     image_dir: &Path,
-    first_id: u32,
-    next_blob: &mut u32,
-) -> Result<DumpedFds, FilesError> {
+    root: bool,
+    table: &mut FileTable,
+) -> Result<Vec<FdEntry>, FilesError> {
     use std::os::fd::AsRawFd;
     let dir = format!("/proc/{pid}/fd");
     let mut fds: Vec<i32> = std::fs::read_dir(&dir)
@@ -119,14 +126,7 @@ pub fn dump_fds(
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .collect();
     fds.sort_unstable();
-    let mut out = DumpedFds {
-        fds: Vec::new(),
-        files: Vec::new(),
-        inodes: Vec::new(),
-    };
-    let mut seen_pipes = std::collections::HashSet::new();
-    // fd numbers that carry each file id, to find shared descriptions.
-    let mut owners: Vec<(u32, i32)> = Vec::new();
+    let mut out = Vec::new();
     for fd in fds {
         let link =
             std::fs::read_link(format!("{dir}/{fd}")).map_err(|source| FilesError::Proc {
@@ -149,15 +149,19 @@ pub fn dump_fds(
             .map_err(|source| FilesError::Parse { pid, fd, source })?;
         let cloexec = info.flags & FDINFO_CLOEXEC != 0;
         let p = Pid::from_raw(pid);
-        let shared = owners
+        // Shared with an fd seen before (dup, or inherited across fork)? Only fds of the same
+        // inode can be, so kcmp is asked only about those.
+        let shared = table
+            .owners
             .iter()
-            .find(|(_, ofd)| stasis_sys::pidfd::kcmp_file(p, *ofd, p, fd).unwrap_or(false))
-            .map(|(id, _)| *id);
+            .filter(|o| o.3 == info.ino)
+            .find(|o| stasis_sys::pidfd::kcmp_file(Pid::from_raw(o.1), o.2, p, fd).unwrap_or(false))
+            .map(|o| o.0);
         let file_id = match shared {
             Some(id) => id,
             None => {
-                let id = first_id + out.files.len() as u32;
-                let kind = if fd <= 2 {
+                let id = 1 + table.files.len() as u32;
+                let kind = if root && fd <= 2 {
                     external::dump(&link)
                 } else {
                     let stolen = stasis_sys::pidfd::pidfd_getfd(pidfd.as_raw_fd(), fd)
@@ -169,8 +173,8 @@ pub fn dump_fds(
                         info: &info,
                         stolen: &stolen,
                         image_dir,
-                        next_blob,
-                        seen_pipes: &mut seen_pipes,
+                        next_blob: &mut table.next_blob,
+                        seen_pipes: &mut table.seen_pipes,
                     };
                     let kind = dump_kind(&mut cx)?;
                     if matches!(
@@ -179,22 +183,22 @@ pub fn dump_fds(
                     ) {
                         use std::os::unix::fs::MetadataExt;
                         if let Ok(m) = std::fs::File::from(stolen).metadata() {
-                            out.inodes.push((id, m.ino()));
+                            table.inodes.push((id, m.ino()));
                         }
                     }
                     kind
                 };
-                out.files.push(FileEntry {
+                table.files.push(FileEntry {
                     id,
                     flags: info.flags & !FDINFO_CLOEXEC,
                     pos: info.pos,
                     kind,
                 });
-                owners.push((id, fd));
+                table.owners.push((id, pid, fd, info.ino));
                 id
             }
         };
-        out.fds.push(FdEntry {
+        out.push(FdEntry {
             fd,
             cloexec,
             file_id,
