@@ -321,3 +321,14 @@ fn process_tree_with_shared_pipe_and_memory() {
         r.after
     );
 }
+
+#[test]
+fn zombies_keep_their_exit_status() {
+    let _g = serial();
+    let r = workload("zombies", &[]);
+    assert!(
+        r.after.contains("ok zombie-exit-code") && r.after.contains("ok zombie-signal"),
+        "{}",
+        r.after
+    );
+}

@@ -130,3 +130,68 @@ fn python_idle_compressed_image_is_smaller() {
         "compressed image {stored} bytes for {mem} bytes of memory"
     );
 }
+
+/// bash running `sleep` between lines: the tree includes bash's children (and whatever bash
+/// is waiting for at dump time); not a line is lost or repeated.
+#[test]
+fn bash_loop_with_child_processes_continues() {
+    let _g = serial();
+    let sh = script("bash_loop.sh");
+    let c = Case::new();
+    let r = cycle(
+        &c,
+        &["bash", &sh, "{pidfile}"],
+        CycleOpts {
+            settle: Duration::from_millis(800),
+            go: None,
+            timeout: Duration::from_secs(60),
+            ..Default::default()
+        },
+    );
+    r.assert_ok();
+    let all: Vec<&str> = r.before.lines().chain(r.after.lines()).collect();
+    let lines: Vec<&&str> = all.iter().filter(|l| l.starts_with("line ")).collect();
+    assert!(!r.after.is_empty(), "nothing after restore");
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(**l, format!("line {}", i + 1), "line lost or repeated");
+    }
+    assert_eq!(lines.len(), 300);
+    assert_eq!(all.last().copied(), Some("end"));
+}
+
+/// A shell pipeline `producer | filter | consumer`: three processes joined by pipes with data
+/// in flight; the consumer's output has every line once, in order.
+#[test]
+fn shell_pipeline_continues_without_losing_a_line() {
+    let _g = serial();
+    let c = Case::new();
+    let pf = c.path("pidfile");
+    let script = format!(
+        "echo $$ > {pf}.tmp && mv {pf}.tmp {pf}\n\
+         for i in $(seq 1 400); do echo $i; sleep 0.005; done | while read -r l; do echo \"f $l\"; done | cat\n\
+         echo end\n",
+        pf = pf.display()
+    );
+    let r = cycle(
+        &c,
+        &["bash", "-c", &script, "{pidfile}"],
+        CycleOpts {
+            settle: Duration::from_millis(700),
+            go: None,
+            timeout: Duration::from_secs(60),
+            ..Default::default()
+        },
+    );
+    r.assert_ok();
+    let all: Vec<&str> = r.before.lines().chain(r.after.lines()).collect();
+    let lines: Vec<&&str> = all.iter().filter(|l| l.starts_with("f ")).collect();
+    assert!(
+        !r.after.is_empty() && !r.before.is_empty(),
+        "the dump was not mid-run"
+    );
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(**l, format!("f {}", i + 1), "line lost or repeated");
+    }
+    assert_eq!(lines.len(), 400);
+    assert_eq!(all.last().copied(), Some("end"));
+}

@@ -153,9 +153,19 @@ fn freeze_tree(root: Pid) -> Result<Vec<Seized>> {
             .and_then(|s| stasis_procfs::stat::parse_stat(&s).ok())
             .map(|s| s.state);
         if state == Some('Z') {
-            let e = DumpError::Zombie { pid: pid.as_raw() };
-            release_all(&mut tree);
-            return Err(e);
+            // A zombie cannot be seized: it is kept as its exit status.
+            let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| stasis_procfs::stat::parse_stat(&s).ok())
+                .map_or(0, |s| s.ppid);
+            tree.push(Seized {
+                pid,
+                ppid,
+                threads: Vec::new(),
+                gadget: 0,
+                zombie: true,
+            });
+            continue;
         }
         match freeze_all(pid, state == Some('T')) {
             Ok(s) => tree.push(s),
@@ -188,15 +198,20 @@ fn release_all(tree: &mut [Seized]) {
 /// reaps each child at once (otherwise they would linger as zombies until init reaps them,
 /// and a restore right after would find their PIDs taken).
 fn kill_tree(tree: &[Seized]) -> Result<()> {
-    for p in tree {
+    for p in tree.iter().filter(|p| !p.zombie) {
         let has_children = tree.iter().any(|c| c.ppid == p.pid.as_raw());
         if has_children {
-            if let Err(e) = ignore_sigchld(p) {
+            let zombies: Vec<i32> = tree
+                .iter()
+                .filter(|c| c.zombie && c.ppid == p.pid.as_raw())
+                .map(|c| c.pid.as_raw())
+                .collect();
+            if let Err(e) = ignore_sigchld(p, &zombies) {
                 tracing::warn!(pid = p.pid.as_raw(), error = %e, "cannot make the process ignore SIGCHLD before killing it");
             }
         }
     }
-    for p in tree.iter().rev() {
+    for p in tree.iter().rev().filter(|p| !p.zombie) {
         ptrace::kill(p.pid, libc::SIGKILL).map_err(|source| DumpError::Kill {
             pid: p.pid.as_raw(),
             source,
@@ -210,9 +225,10 @@ fn kill_tree(tree: &[Seized]) -> Result<()> {
     Ok(())
 }
 
-/// rt_sigaction(SIGCHLD, {SIG_IGN}) inside a seized process that is about to be killed; the
-/// struct goes below its stack pointer (the process never runs again).
-fn ignore_sigchld(p: &Seized) -> Result<(), TraceeError> {
+/// rt_sigaction(SIGCHLD, {SIG_IGN}) inside a seized process that is about to be killed, and
+/// reap its `zombies` (wait4) there too; the struct goes below its stack pointer (the process
+/// never runs again).
+fn ignore_sigchld(p: &Seized, zombies: &[i32]) -> Result<(), TraceeError> {
     let mut t = PtraceTracee::new(p.pid)?;
     t.set_gadget(p.gadget);
     let at = (t.base_regs().rsp - 4096) & !15;
@@ -222,6 +238,32 @@ fn ignore_sigchld(p: &Seized) -> Result<(), TraceeError> {
         libc::SYS_rt_sigaction,
         [libc::SIGCHLD as u64, at, 0, 8, 0, 0],
     )?;
+    for &z in zombies {
+        t.syscall(
+            "wait4 (zombie)",
+            libc::SYS_wait4,
+            [z as u64, 0, libc::WNOHANG as u64, 0, 0, 0],
+        )?;
+    }
+    Ok(())
+}
+
+/// A zombie's records: its identity and wait status, an empty page index and page file.
+fn write_zombie(pid: i32, dir: &std::path::Path) -> Result<()> {
+    let info = process::dump(&RealProc, pid)?;
+    stasis_image::write_record_file(
+        dir,
+        &Image::process_file(pid),
+        FileKind::Process,
+        &info.entry,
+    )?;
+    let index = PageIndexEntry {
+        pid,
+        pages_file: Image::pages_file(pid),
+        runs: Vec::new(),
+    };
+    drop(PagesWriter::create(dir, &index.pages_file)?.finish());
+    stasis_image::write_record_file(dir, &Image::pagemap_file(pid), FileKind::PageIndex, &index)?;
     Ok(())
 }
 
@@ -235,6 +277,10 @@ fn write_image(
     let mut total = memory::PagesStats::default();
     let mut xfeatures = 0;
     for (i, p) in tree.iter_mut().enumerate() {
+        if p.zombie {
+            write_zombie(p.pid.as_raw(), dir)?;
+            continue;
+        }
         let (stats, xf) = collect(p, dir, compress, i == 0, &mut table)?;
         total.pages += stats.pages;
         total.bytes += stats.bytes;
@@ -297,6 +343,8 @@ struct Seized {
     threads: Vec<SeizedThread>,
     /// The `syscall` instruction remote syscalls use (found during collect).
     gadget: u64,
+    /// An exited, unreaped process: nothing is seized.
+    zombie: bool,
 }
 
 /// Seize and stop every thread of `pid`, rescanning /proc/PID/task until no new thread
@@ -312,6 +360,7 @@ fn freeze_all(pid: Pid, stopped: bool) -> Result<Seized> {
         ppid,
         threads: Vec::new(),
         gadget: 0,
+        zombie: false,
     };
     loop {
         let tids = list_tasks(pid.as_raw());

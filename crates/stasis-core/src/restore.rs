@@ -140,7 +140,7 @@ fn prepare(img: &Image) -> Result<Prepared> {
     let mut maps = HashMap::new();
     let mut cwd = HashMap::new();
     let mut exe = HashMap::new();
-    for p in &img.processes {
+    for p in img.processes.iter().filter(|p| p.zombie.is_none()) {
         let mut mine = Vec::new();
         for fd in &p.fds {
             let src = match by_id.get(&fd.file_id) {
@@ -364,8 +364,16 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
 
     let mut stats = memory::PagesStats::default();
     let mut all_threads = Vec::new();
+    let tree: Vec<i32> = img.processes.iter().map(|q| q.pid).collect();
+    let mut zombies = Vec::new();
     for (p, pm) in img.processes.iter().zip(&img.pagemaps) {
         let pid = Pid::from_raw(p.pid);
+        if let Some(status) = p.zombie {
+            // Its process group first (it may lead one that live members join).
+            let t = zombie_basics(pid, p, &tree)?;
+            zombies.push((t, status));
+            continue;
+        }
         let pages_path = img.dir.join(&pm.pages_file);
         let (pages_file, pages_len) = stasis_image::read_pages_header(&pages_path)?;
         let pages = memory::PageSource {
@@ -381,6 +389,11 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
         stats.bytes += st.bytes;
         all_threads.push(pid);
         all_threads.extend(threads);
+    }
+    // Zombies exit again with their saved status; their parents (still stopped) find them
+    // waiting to be reaped.
+    for (t, status) in zombies {
+        finish_zombie(t, status)?;
     }
     for tid in all_threads {
         ptrace::detach(tid, 0).map_err(|source| RestoreError::Skeleton {
@@ -399,30 +412,90 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     })
 }
 
-/// Fork a child skeleton with PID `pid` from the (still untouched) skeleton `parent`: a
-/// remote clone3 like fork(2), with `set_tid`. The child starts in a ptrace stop (the parent
-/// is traced with PTRACE_O_TRACEFORK) as a copy of its parent skeleton.
-fn fork_skeleton(parent: Pid, pid: i32) -> Result<Pid> {
-    let mut t = PtraceTracee::new(parent)?;
-    let maps = std::fs::read_to_string(format!("/proc/{parent}/maps")).map_err(|source| {
+/// A tracee for a zombie-to-be: a skeleton still running the restorer's code image, driven
+/// through its own vDSO. Sets its session or process group as saved.
+fn zombie_basics(pid: Pid, p: &stasis_image::ProcessEntry, tree: &[i32]) -> Result<PtraceTracee> {
+    let mut t = PtraceTracee::new(pid)?;
+    let g = skeleton_gadget(&t, pid)?;
+    t.set_gadget(g);
+    let res = if p.sid == p.pid {
+        t.syscall("setsid", libc::SYS_setsid, [0; 6])
+    } else if p.pgid == p.pid {
+        t.syscall("setpgid", libc::SYS_setpgid, [0; 6])
+    } else if tree.contains(&p.pgid) {
+        t.syscall("setpgid", libc::SYS_setpgid, [0, p.pgid as u64, 0, 0, 0, 0])
+    } else {
+        Ok(0)
+    };
+    res.map_err(|source| ProcessError::Set {
+        pid: p.pid,
+        what: "the zombie's process group".into(),
+        source,
+    })?;
+    Ok(t)
+}
+
+/// Let a zombie-to-be die with `status` (a wait status): by its signal, or by exit_group with
+/// its code, run after we detach. Its parent is still stopped, so it stays a zombie.
+fn finish_zombie(t: PtraceTracee, status: i32) -> Result<()> {
+    let pid = Pid::from_raw(t.pid());
+    let sig = status & 0x7f;
+    if sig != 0 {
+        // Queued now, delivered (default action: death) as soon as it runs: the skeleton has
+        // default dispositions and an empty mask. (A signal passed to PTRACE_DETACH would be
+        // ignored: the skeleton is in an event stop, not a signal-delivery stop.)
+        let kill = ptrace::kill(pid, sig).and_then(|_| ptrace::detach(pid, 0));
+        return kill.map_err(|source| RestoreError::Skeleton {
+            pid: pid.as_raw(),
+            step: "killing a zombie-to-be",
+            source,
+        });
+    }
+    let mut regs = *t.base_regs();
+    regs.rip = t.gadget();
+    regs.rax = libc::SYS_exit_group as u64;
+    regs.rdi = ((status >> 8) & 0xff) as u64;
+    regs.orig_rax = u64::MAX;
+    t.set_regs(&regs)?;
+    ptrace::set_sigmask(pid, !0u64).map_err(|source| RestoreError::Skeleton {
+        pid: pid.as_raw(),
+        step: "blocking signals of a zombie-to-be",
+        source,
+    })?;
+    ptrace::detach(pid, 0).map_err(|source| RestoreError::Skeleton {
+        pid: pid.as_raw(),
+        step: "letting a zombie-to-be exit",
+        source,
+    })
+}
+
+/// The gadget of a skeleton that still runs the restorer's code image (its own vDSO).
+fn skeleton_gadget(t: &PtraceTracee, pid: Pid) -> Result<u64> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|source| {
         ProcessError::Read {
-            pid: parent.as_raw(),
+            pid: pid.as_raw(),
             file: "maps",
             source,
         }
     })?;
     let vdso = stasis_procfs::maps::parse_maps(&maps)
         .map_err(|source| ProcessError::Parse {
-            pid: parent.as_raw(),
+            pid: pid.as_raw(),
             file: "maps",
             source,
         })?
         .into_iter()
         .find(|m| m.path.as_deref() == Some("[vdso]"))
-        .ok_or(TraceeError::NoGadget {
-            pid: parent.as_raw(),
-        })?;
-    let g = find_gadget(&t, vdso.start, vdso.end)?;
+        .ok_or(TraceeError::NoGadget { pid: pid.as_raw() })?;
+    Ok(find_gadget(t, vdso.start, vdso.end)?)
+}
+
+/// Fork a child skeleton with PID `pid` from the (still untouched) skeleton `parent`: a
+/// remote clone3 like fork(2), with `set_tid`. The child starts in a ptrace stop (the parent
+/// is traced with PTRACE_O_TRACEFORK) as a copy of its parent skeleton.
+fn fork_skeleton(parent: Pid, pid: i32) -> Result<Pid> {
+    let mut t = PtraceTracee::new(parent)?;
+    let g = skeleton_gadget(&t, parent)?;
     t.set_gadget(g);
     // The skeleton runs the restorer's code image: its stack has room below the stack pointer.
     let at = (t.base_regs().rsp - 8192) & !15;

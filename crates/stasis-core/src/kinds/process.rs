@@ -77,13 +77,17 @@ pub fn dump(src: &impl ProcSource, pid: i32) -> Result<ProcInfo> {
     let status =
         stasis_procfs::status::parse_status(&read(src, pid, "status")?).map_err(parse("status"))?;
     let stat = stasis_procfs::stat::parse_stat(&read(src, pid, "stat")?).map_err(parse("stat"))?;
-    let auxv_raw = src
-        .read(Some(pid), "auxv")
-        .map_err(|source| ProcessError::Read {
-            pid,
-            file: "auxv",
-            source,
-        })?;
+    let zombie = stat.state == 'Z';
+    let auxv_raw = if zombie {
+        Vec::new()
+    } else {
+        src.read(Some(pid), "auxv")
+            .map_err(|source| ProcessError::Read {
+                pid,
+                file: "auxv",
+                source,
+            })?
+    };
     let auxv = stasis_procfs::auxv::parse_auxv(&auxv_raw).map_err(parse("auxv"))?;
     let limits =
         stasis_procfs::limits::parse_limits(&read(src, pid, "limits")?).map_err(parse("limits"))?;
@@ -94,9 +98,22 @@ pub fn dump(src: &impl ProcSource, pid: i32) -> Result<ProcInfo> {
         pgid: stat.pgrp,
         sid: stat.session,
         comm: stat.comm.clone(),
-        exe: link(src, pid, "exe")?,
-        cwd: link(src, pid, "cwd")?,
-        root: link(src, pid, "root")?,
+        // A zombie has no mm, exe, cwd or root any more.
+        exe: if zombie {
+            String::new()
+        } else {
+            link(src, pid, "exe")?
+        },
+        cwd: if zombie {
+            String::new()
+        } else {
+            link(src, pid, "cwd")?
+        },
+        root: if zombie {
+            String::new()
+        } else {
+            link(src, pid, "root")?
+        },
         umask: status.umask.unwrap_or(0o022),
         personality,
         creds: CredsEntry {
@@ -135,6 +152,7 @@ pub fn dump(src: &impl ProcSource, pid: i32) -> Result<ProcInfo> {
         shared_pending: Vec::new(),
         fds: Vec::new(),
         dumpable: 1,
+        zombie: (stat.state == 'Z').then_some(stat.exit_code),
         stopped: stat.state == 'T',
     };
     Ok(ProcInfo {

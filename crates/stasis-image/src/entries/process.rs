@@ -31,6 +31,10 @@ pub struct ProcessEntry {
     /// prctl(PR_GET_DUMPABLE): changing credentials resets it, so restore sets it after them.
     #[serde(default = "one")]
     pub dumpable: u32,
+    /// Set for a zombie (exited, not reaped by its parent yet): its wait status. Restore
+    /// recreates it only so that it can exit again with that status; nothing else is saved.
+    #[serde(default)]
+    pub zombie: Option<i32>,
     /// The process was in a job-control stop at dump time and must stay stopped.
     #[serde(default)]
     pub stopped: bool,
