@@ -292,6 +292,26 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
                     "pipe:[{pipe_id}] ({} bytes buffered)",
                     data.as_ref().map_or(0, |d| d.len)
                 ),
+                Some(stasis_image::FileKindEntry::Eventfd { count, semaphore }) => {
+                    format!(
+                        "eventfd (count {count}{})",
+                        if *semaphore { ", semaphore" } else { "" }
+                    )
+                }
+                Some(stasis_image::FileKindEntry::Timerfd {
+                    clockid,
+                    value_ns,
+                    interval_ns,
+                    ..
+                }) => format!(
+                    "timerfd (clock {clockid}, next in {value_ns} ns, every {interval_ns} ns)"
+                ),
+                Some(stasis_image::FileKindEntry::Signalfd { mask }) => {
+                    format!("signalfd (mask {mask:#x})")
+                }
+                Some(stasis_image::FileKindEntry::Epoll { items }) => {
+                    format!("epoll ({} registrations)", items.len())
+                }
                 Some(stasis_image::FileKindEntry::External { what }) => {
                     format!("{what} (external: the restore command's own)")
                 }

@@ -661,6 +661,28 @@ fn rebuild(
         )
         .map_err(fds_err)?;
     }
+    // epoll interest lists, registered by the process itself with its own fd numbers (once
+    // per epoll, by the first process that holds it).
+    for fd in &p.fds {
+        let Some(f) = img.files.files.iter().find(|f| f.id == fd.file_id) else {
+            continue;
+        };
+        if let stasis_image::FileKindEntry::Epoll { items } = &f.kind {
+            let first = img
+                .processes
+                .iter()
+                .find(|q| q.fds.iter().any(|g| g.file_id == fd.file_id))
+                .map(|q| q.pid);
+            let already = p
+                .fds
+                .iter()
+                .take_while(|g| g.fd != fd.fd)
+                .any(|g| g.file_id == fd.file_id);
+            if first == Some(p.pid) && !already {
+                files::epoll::register(&mut t, s, fd.fd, items).map_err(fds_err)?;
+            }
+        }
+    }
     t.syscall(
         "close_range",
         libc::SYS_close_range,

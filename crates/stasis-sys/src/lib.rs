@@ -6,6 +6,7 @@
 //! maintained crate exposes it.
 #![allow(unsafe_code)]
 
+pub mod anonfd;
 pub mod clone;
 pub mod mem;
 pub mod pagemap;

@@ -53,12 +53,36 @@ pub enum FileKindEntry {
         #[serde(default)]
         data: Option<BlobRef>,
     },
+    /// An eventfd: its counter and mode.
+    Eventfd { count: u64, semaphore: bool },
+    /// A timerfd: clock, unread expirations, time left and period (ns), settime flags.
+    Timerfd {
+        clockid: i32,
+        ticks: u64,
+        value_ns: u64,
+        interval_ns: u64,
+        settime_flags: u32,
+    },
+    /// A signalfd and the signals it reads (bit n-1 = signal n).
+    Signalfd { mask: u64 },
+    /// An epoll instance and its interest list, registered by fd number in the process that
+    /// holds it.
+    Epoll { items: Vec<EpollItemEntry> },
     /// Something outside the dumped tree (a terminal, a pipe or socket of the parent shell):
     /// restore connects it to the restore command's own fd of the same number.
     External {
         /// What it was, e.g. `/dev/pts/3` or `pipe:[123]`.
         what: String,
     },
+}
+
+/// One registration of an epoll interest list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpollItemEntry {
+    /// The fd number it was registered with.
+    pub tfd: i32,
+    pub events: u32,
+    pub data: u64,
 }
 
 /// Raw bytes kept in a `blob-N` file of the image.

@@ -5,10 +5,14 @@
 //! them into place with dup3.
 
 pub mod deleted;
+pub mod epoll;
+pub mod eventfd;
 pub mod external;
 pub mod memfd;
 pub mod path;
 pub mod pipe;
+pub mod signalfd;
+pub mod timerfd;
 
 use stasis_image::{FdEntry, FileEntry, FileKindEntry};
 use stasis_procfs::fdinfo::FdInfo;
@@ -221,6 +225,13 @@ fn dump_kind(cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
     if link.starts_with("pipe:[") {
         return pipe::dump(cx);
     }
+    match link {
+        "anon_inode:[eventfd]" => return eventfd::dump(cx),
+        "anon_inode:[timerfd]" => return timerfd::dump(cx),
+        "anon_inode:[signalfd]" => return signalfd::dump(cx),
+        "anon_inode:[eventpoll]" => return epoll::dump(cx),
+        _ => {}
+    }
     let kind = link.split(':').next().unwrap_or(link).to_string();
     Err(FilesError::Unsupported {
         pid: cx.pid,
@@ -242,6 +253,10 @@ pub fn open(cx: &mut OpenCx, entry: &FileEntry, own_fd: i32) -> Result<OwnedFd, 
         FileKindEntry::Deleted { .. } => deleted::open(cx.dir, entry),
         FileKindEntry::Memfd { .. } => memfd::open(cx.dir, entry),
         FileKindEntry::Pipe { .. } => pipe::open(cx, entry),
+        FileKindEntry::Eventfd { .. } => eventfd::open(entry),
+        FileKindEntry::Timerfd { .. } => timerfd::open(entry),
+        FileKindEntry::Signalfd { .. } => signalfd::open(entry),
+        FileKindEntry::Epoll { .. } => epoll::open(entry),
         FileKindEntry::External { .. } => external::open(entry, own_fd),
     }
 }
