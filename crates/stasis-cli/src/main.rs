@@ -312,6 +312,9 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
                 Some(stasis_image::FileKindEntry::Epoll { items }) => {
                     format!("epoll ({} registrations)", items.len())
                 }
+                Some(stasis_image::FileKindEntry::Inotify { watches }) => {
+                    format!("inotify ({} watches)", watches.len())
+                }
                 Some(stasis_image::FileKindEntry::External { what }) => {
                     format!("{what} (external: the restore command's own)")
                 }

@@ -81,3 +81,34 @@ pub fn inotify_init1(flags: i32) -> SysResult<OwnedFd> {
     // SAFETY: plain integer argument.
     owned(unsafe { libc::inotify_init1(flags) })
 }
+
+/// `open_by_handle_at(mount_fd, {handle_type, handle}, flags)`—Open a file by the handle
+/// fdinfo reports for an inotify watch (needs CAP_DAC_READ_SEARCH).
+/// See [open_by_handle_at(2)](https://man7.org/linux/man-pages/man2/open_by_handle_at.2.html).
+pub fn open_by_handle_at(
+    mount_fd: RawFd,
+    handle_type: i32,
+    handle: &[u8],
+    flags: i32,
+) -> SysResult<OwnedFd> {
+    // struct file_handle { u32 handle_bytes; i32 handle_type; u8 f_handle[]; }
+    let mut buf = Vec::with_capacity(8 + handle.len());
+    buf.extend_from_slice(&(handle.len() as u32).to_ne_bytes());
+    buf.extend_from_slice(&handle_type.to_ne_bytes());
+    buf.extend_from_slice(handle);
+    // SAFETY: `buf` holds a complete struct file_handle the kernel only reads.
+    let r = unsafe { libc::syscall(libc::SYS_open_by_handle_at, mount_fd, buf.as_ptr(), flags) };
+    owned(r as libc::c_int)
+}
+
+/// `inotify_add_watch(fd, path, mask)`—Returns the watch descriptor.
+pub fn inotify_add_watch(fd: RawFd, path: &str, mask: u32) -> SysResult<i32> {
+    let c = std::ffi::CString::new(path).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    let r = unsafe { libc::inotify_add_watch(fd, c.as_ptr(), mask) };
+    if r < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(r)
+    }
+}

@@ -68,6 +68,8 @@ pub enum FileKindEntry {
     /// An epoll instance and its interest list, registered by fd number in the process that
     /// holds it.
     Epoll { items: Vec<EpollItemEntry> },
+    /// An inotify instance and its watches (by path, in wd order).
+    Inotify { watches: Vec<InotifyWatchEntry> },
     /// Something outside the dumped tree (a terminal, a pipe or socket of the parent shell):
     /// restore connects it to the restore command's own fd of the same number.
     External {
@@ -83,6 +85,15 @@ pub struct EpollItemEntry {
     pub tfd: i32,
     pub events: u32,
     pub data: u64,
+}
+
+/// One inotify watch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InotifyWatchEntry {
+    pub wd: i32,
+    pub mask: u32,
+    /// The watched file or directory, resolved from its file handle at dump time.
+    pub path: String,
 }
 
 /// Raw bytes kept in a `blob-N` file of the image.

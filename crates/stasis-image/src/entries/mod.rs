@@ -8,7 +8,9 @@ pub mod process;
 pub mod signal;
 pub mod thread;
 
-pub use file::{BlobRef, EpollItemEntry, FdEntry, FileEntry, FileKindEntry, FilesEntry};
+pub use file::{
+    BlobRef, EpollItemEntry, FdEntry, FileEntry, FileKindEntry, FilesEntry, InotifyWatchEntry,
+};
 pub use inventory::InventoryEntry;
 pub use memory::{PageIndexEntry, PageRun, VmaEntry, VmaKind};
 pub use process::{CredsEntry, MmEntry, ProcessEntry, RlimitEntry};

@@ -8,6 +8,7 @@ pub mod deleted;
 pub mod epoll;
 pub mod eventfd;
 pub mod external;
+pub mod inotify;
 pub mod memfd;
 pub mod path;
 pub mod pipe;
@@ -230,6 +231,7 @@ fn dump_kind(cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
         "anon_inode:[timerfd]" => return timerfd::dump(cx),
         "anon_inode:[signalfd]" => return signalfd::dump(cx),
         "anon_inode:[eventpoll]" => return epoll::dump(cx),
+        "anon_inode:inotify" => return inotify::dump(cx),
         _ => {}
     }
     let kind = link.split(':').next().unwrap_or(link).to_string();
@@ -257,6 +259,7 @@ pub fn open(cx: &mut OpenCx, entry: &FileEntry, own_fd: i32) -> Result<OwnedFd, 
         FileKindEntry::Timerfd { .. } => timerfd::open(entry),
         FileKindEntry::Signalfd { .. } => signalfd::open(entry),
         FileKindEntry::Epoll { .. } => epoll::open(entry),
+        FileKindEntry::Inotify { .. } => inotify::open(entry),
         FileKindEntry::External { .. } => external::open(entry, own_fd),
     }
 }
