@@ -332,3 +332,10 @@ fn zombies_keep_their_exit_status() {
         r.after
     );
 }
+
+#[test]
+fn posix_timers_keep_ids_and_firing() {
+    let _g = serial();
+    let r = workload("posix_timers", &[]);
+    assert!(r.after.contains("ok timer-a-firing"), "{}", r.after);
+}

@@ -71,6 +71,8 @@ pub enum DumpError {
     },
     #[error("pid {pid} is a zombie (exited, not yet reaped by its parent); zombies in a tree are not supported yet")]
     Zombie { pid: i32 },
+    #[error("pid {pid} thread {tid} has credentials of its own; per-thread credentials are not supported yet")]
+    ThreadCreds { pid: i32, tid: i32 },
     #[error("pid {pid}: cannot open a pidfd")]
     Pidfd {
         pid: i32,
@@ -465,6 +467,21 @@ fn collect(
         outside.push(o);
     }
     let info = process::dump(&src, pid)?;
+    // Threads share the leader's credentials on restore; one with its own would be restored
+    // wrong, so it is refused (not silently changed).
+    for th in &state.threads[1..] {
+        let tid = th.tid.as_raw();
+        let text =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).unwrap_or_default();
+        if let Ok(st) = stasis_procfs::status::parse_status(&text) {
+            if st.uid != info.status.uid
+                || st.gid != info.status.gid
+                || st.groups != info.status.groups
+            {
+                return Err(DumpError::ThreadCreds { pid, tid });
+            }
+        }
+    }
     let smaps_text = src
         .read_string(Some(pid), "smaps")
         .map_err(|source| ProcessError::Read {
@@ -501,20 +518,34 @@ fn collect(
         t.set_gadget(gadget);
     }
     let (t, others) = tracees.split_first_mut().expect("the leader is seized");
+    let posix = stasis_procfs::timers::parse_timers(
+        &src.read_string(Some(pid), "timers")
+            .map_err(|source| ProcessError::Read {
+                pid,
+                file: "timers",
+                source,
+            })?,
+    )
+    .map_err(|source| ProcessError::Parse {
+        pid,
+        file: "timers",
+        source,
+    })?;
     let s = Scratch::map(t, 0)?;
     let inside = (|| -> Result<_, TraceeError> {
         let acts = signal::dump_sigactions(t, s)?;
         let timers = signal::dump_itimers(t, s)?;
+        let posix_timers = signal::dump_posix_timers(t, s, &posix)?;
         let mut per_thread = vec![thread::dump_inside(t, s)?];
         for o in others.iter_mut() {
             per_thread.push(thread::dump_inside(o, s)?);
         }
         let brk = process::dump_brk(t)?;
         let dumpable = process::dump_dumpable(t)?;
-        Ok((acts, timers, per_thread, brk, dumpable))
+        Ok((acts, timers, posix_timers, per_thread, brk, dumpable))
     })();
     let unmapped = s.unmap(t);
-    let (sigactions, itimers, per_thread, brk, dumpable) = inside?;
+    let (sigactions, itimers, posix_timers, per_thread, brk, dumpable) = inside?;
     unmapped?;
     // The process needs nothing from inside any more: give it back its own registers and mask
     // now, so that if stasis dies during the long page copy the kernel's detach lets it run on
@@ -558,6 +589,7 @@ fn collect(
     entry.vmas = vmas;
     entry.sigactions = sigactions;
     entry.itimers = itimers;
+    entry.posix_timers = posix_timers;
     entry.shared_pending = shared_pending;
     entry.fds = fds;
     entry.threads = outside

@@ -58,6 +58,8 @@ pub enum RestoreError {
     Process(#[from] ProcessError),
     #[error(transparent)]
     Tracee(#[from] TraceeError),
+    #[error(transparent)]
+    Timer(#[from] signal::TimerError),
     #[error("pid {pid}: cannot open {path} for the mapping at {addr:#x}")]
     MapFile {
         pid: i32,
@@ -709,6 +711,8 @@ fn rebuild(
         thread::restore_inside(&mut tt, s, th)?;
         signal::queue_signals(&mut tt, s, Some(th.tid), &th.pending)?;
     }
+    // POSIX timers last among the process's own state: a thread-directed one needs its thread.
+    signal::restore_posix_timers(&mut t, s, &p.posix_timers)?;
     s.unmap(&mut t)?;
     thread::restore_cpu(child, th, false)?;
     for (tid, th) in threads.iter().zip(&p.threads[1..]) {

@@ -19,6 +19,7 @@ pub mod smaps;
 pub mod source;
 pub mod stat;
 pub mod status;
+pub mod timers;
 
 mod error;
 mod num;

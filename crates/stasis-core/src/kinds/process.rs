@@ -149,6 +149,7 @@ pub fn dump(src: &impl ProcSource, pid: i32) -> Result<ProcInfo> {
         threads: Vec::new(),
         sigactions: Vec::new(),
         itimers: Vec::new(),
+        posix_timers: Vec::new(),
         shared_pending: Vec::new(),
         fds: Vec::new(),
         dumpable: 1,

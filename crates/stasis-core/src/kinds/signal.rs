@@ -4,7 +4,7 @@
 
 use crate::scratch::{bytes_to_words, words_to_bytes, Scratch};
 use crate::tracee::{Tracee, TraceeError};
-use stasis_image::{ItimerEntry, SigactionEntry, SiginfoEntry};
+use stasis_image::{ItimerEntry, PosixTimerEntry, SigactionEntry, SiginfoEntry};
 
 /// Bytes of a `struct kernel_sigaction` on x86_64: handler, flags, restorer, mask.
 const KSIGACTION: u64 = 32;
@@ -215,4 +215,116 @@ mod tests {
         // interval 0 s 20000 us; a zero value would disarm the timer, so at least 1 us.
         assert_eq!(r.seen[0], words_to_bytes(&[0, 20_000, 0, 1]));
     }
+}
+
+/// The POSIX timers of the process: /proc/PID/timers says which exist and how they notify;
+/// their time left and period are asked of the process (timer_gettime).
+pub fn dump_posix_timers(
+    t: &mut impl Tracee,
+    s: Scratch,
+    timers: &[stasis_procfs::timers::PosixTimer],
+) -> Result<Vec<PosixTimerEntry>, TraceeError> {
+    use stasis_procfs::timers::Notify;
+    let mut out = Vec::new();
+    for pt in timers {
+        t.syscall(
+            "timer_gettime",
+            libc::SYS_timer_gettime,
+            [pt.id as u64, s.addr, 0, 0, 0, 0],
+        )?;
+        let mut raw = [0u8; 32];
+        t.read_mem(s.addr, &mut raw)?;
+        let w = bytes_to_words(&raw);
+        let (notify, tid) = match pt.notify {
+            Notify::Signal => (libc::SIGEV_SIGNAL, 0),
+            Notify::None => (libc::SIGEV_NONE, 0),
+            Notify::Thread(tid) => (libc::SIGEV_THREAD_ID, tid),
+        };
+        out.push(PosixTimerEntry {
+            id: pt.id,
+            clock: pt.clock,
+            notify,
+            tid,
+            signo: pt.signo,
+            sigval: pt.sigval,
+            interval_ns: w[0] * 1_000_000_000 + w[1],
+            value_ns: w[2] * 1_000_000_000 + w[3],
+        });
+    }
+    out.sort_by_key(|e| e.id);
+    Ok(out)
+}
+
+/// Recreate POSIX timers with their ids. The kernel hands out ids in sequence, so gaps are
+/// filled with placeholder timers, deleted once every saved timer exists.
+pub fn restore_posix_timers(
+    t: &mut impl Tracee,
+    s: Scratch,
+    timers: &[PosixTimerEntry],
+) -> Result<(), TimerError> {
+    let pid = t.pid();
+    let mut fillers = Vec::new();
+    for pt in timers {
+        // struct sigevent: sigev_value (8), sigev_signo (4), sigev_notify (4), _tid (4), pad.
+        let mut ev = [0u8; 64];
+        ev[0..8].copy_from_slice(&pt.sigval.to_le_bytes());
+        ev[8..12].copy_from_slice(&pt.signo.to_le_bytes());
+        ev[12..16].copy_from_slice(&pt.notify.to_le_bytes());
+        ev[16..20].copy_from_slice(&pt.tid.to_le_bytes());
+        loop {
+            t.write_mem(s.at(4096), &ev)?;
+            t.syscall(
+                "timer_create",
+                libc::SYS_timer_create,
+                [pt.clock as u64, s.at(4096), s.at(4096 + 64), 0, 0, 0],
+            )?;
+            let mut idb = [0u8; 4];
+            t.read_mem(s.at(4096 + 64), &mut idb)?;
+            let got = i32::from_le_bytes(idb);
+            if got == pt.id {
+                break;
+            }
+            if got > pt.id {
+                return Err(TimerError::Id {
+                    pid,
+                    wanted: pt.id,
+                    got,
+                });
+            }
+            fillers.push(got);
+        }
+        let value = if pt.value_ns == 0 && pt.interval_ns == 0 {
+            0
+        } else {
+            pt.value_ns.max(1)
+        };
+        let its = [
+            pt.interval_ns / 1_000_000_000,
+            pt.interval_ns % 1_000_000_000,
+            value / 1_000_000_000,
+            value % 1_000_000_000,
+        ];
+        t.write_mem(s.at(4096 + 128), &words_to_bytes(&its))?;
+        t.syscall(
+            "timer_settime",
+            libc::SYS_timer_settime,
+            [pt.id as u64, 0, s.at(4096 + 128), 0, 0, 0],
+        )?;
+    }
+    for f in fillers {
+        t.syscall(
+            "timer_delete",
+            libc::SYS_timer_delete,
+            [f as u64, 0, 0, 0, 0, 0],
+        )?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TimerError {
+    #[error("pid {pid}: POSIX timer {wanted} cannot get its id back (the kernel gave {got}); restore it into a process with no other timers")]
+    Id { pid: i32, wanted: i32, got: i32 },
+    #[error(transparent)]
+    Tracee(#[from] TraceeError),
 }

@@ -14,5 +14,5 @@ pub use file::{
 pub use inventory::InventoryEntry;
 pub use memory::{PageIndexEntry, PageRun, VmaEntry, VmaKind};
 pub use process::{CredsEntry, MmEntry, ProcessEntry, RlimitEntry};
-pub use signal::{ItimerEntry, SigactionEntry, SiginfoEntry};
+pub use signal::{ItimerEntry, PosixTimerEntry, SigactionEntry, SiginfoEntry};
 pub use thread::{AltStackEntry, RegsEntry, RseqEntry, ThreadEntry};

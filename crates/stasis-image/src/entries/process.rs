@@ -1,7 +1,9 @@
 //! One process: identity, tree position, mm fields, credentials, limits, and pointers to
 //! everything else it owns (threads, VMAs, fds, signal state).
 
-use crate::entries::{FdEntry, ItimerEntry, SigactionEntry, SiginfoEntry, ThreadEntry, VmaEntry};
+use crate::entries::{
+    FdEntry, ItimerEntry, PosixTimerEntry, SigactionEntry, SiginfoEntry, ThreadEntry, VmaEntry,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +27,9 @@ pub struct ProcessEntry {
     pub threads: Vec<ThreadEntry>,
     pub sigactions: Vec<SigactionEntry>,
     pub itimers: Vec<ItimerEntry>,
+    /// POSIX timers (timer_create), by id.
+    #[serde(default)]
+    pub posix_timers: Vec<PosixTimerEntry>,
     /// The process-wide (shared) pending signal queue.
     pub shared_pending: Vec<SiginfoEntry>,
     pub fds: Vec<FdEntry>,

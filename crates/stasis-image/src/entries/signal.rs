@@ -33,3 +33,19 @@ pub struct ItimerEntry {
     pub interval_us: u64,
     pub value_us: u64,
 }
+
+/// A POSIX timer (timer_create): its id, clock, how it notifies, and its time left/period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PosixTimerEntry {
+    pub id: i32,
+    pub clock: i32,
+    /// SIGEV_SIGNAL (0), SIGEV_NONE (1) or SIGEV_THREAD_ID (4).
+    pub notify: i32,
+    /// The thread notified, for SIGEV_THREAD_ID.
+    #[serde(default)]
+    pub tid: i32,
+    pub signo: i32,
+    pub sigval: u64,
+    pub interval_ns: u64,
+    pub value_ns: u64,
+}
