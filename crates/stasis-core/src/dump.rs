@@ -73,6 +73,8 @@ pub enum DumpError {
     Zombie { pid: i32 },
     #[error("pid {pid} thread {tid} has credentials of its own; per-thread credentials are not supported yet")]
     ThreadCreds { pid: i32, tid: i32 },
+    #[error("pid {pid} is in a job-control stop (SIGSTOP); dumping stopped processes is not supported yet: continue it (kill -CONT {pid}) first")]
+    Stopped { pid: i32 },
     #[error("pid {pid}: cannot open a pidfd")]
     Pidfd {
         pid: i32,
@@ -169,7 +171,12 @@ fn freeze_tree(root: Pid) -> Result<Vec<Seized>> {
             });
             continue;
         }
-        match freeze_all(pid, state == Some('T')) {
+        if state == Some('T') {
+            let e = DumpError::Stopped { pid: pid.as_raw() };
+            release_all(&mut tree);
+            return Err(e);
+        }
+        match freeze_all(pid, false) {
             Ok(s) => tree.push(s),
             Err(e) => {
                 release_all(&mut tree);

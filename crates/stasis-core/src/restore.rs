@@ -404,6 +404,14 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
             source,
         })?;
     }
+    // Processes that were in a job-control stop at dump time stay stopped.
+    for p in img
+        .processes
+        .iter()
+        .filter(|p| p.stopped && p.zombie.is_none())
+    {
+        let _ = ptrace::kill(Pid::from_raw(p.pid), libc::SIGSTOP);
+    }
     guard.armed = false;
     Ok(Restored {
         pid: root.pid,
