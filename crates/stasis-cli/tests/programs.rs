@@ -195,3 +195,38 @@ fn shell_pipeline_continues_without_losing_a_line() {
     assert_eq!(lines.len(), 400);
     assert_eq!(all.last().copied(), Some("end"));
 }
+
+/// A python3 multiprocessing pool dumped mid-computation (four processes, threads, pipes, a
+/// semaphore in a deleted /dev/shm file) ends with the same result as an uninterrupted run.
+#[test]
+fn python_multiprocessing_pool_matches_uninterrupted_run() {
+    let _g = serial();
+    let py = script("python_pool.py");
+    let c0 = Case::new();
+    let pf0 = c0.path("pidfile");
+    let mut ref_run = spawn(&c0, &["python3", &py, pf0.to_str().unwrap()], "out");
+    assert!(wait_timeout(&mut ref_run, Duration::from_secs(120)).success());
+    let reference = std::fs::read_to_string(c0.path("out")).unwrap();
+    let c = Case::new();
+    let r = cycle(
+        &c,
+        &["python3", &py, "{pidfile}"],
+        CycleOpts {
+            settle: Duration::from_millis(1000),
+            go: None,
+            timeout: Duration::from_secs(120),
+            ..Default::default()
+        },
+    );
+    r.assert_ok();
+    assert!(
+        !r.before.contains("result"),
+        "dumped after the end:\n{}",
+        r.before
+    );
+    assert_eq!(
+        r.after.trim(),
+        reference.trim(),
+        "the restored pool computed something else"
+    );
+}

@@ -566,6 +566,15 @@ fn collect(
     let pidfd = stasis_sys::pidfd::pidfd_open(state.pid)
         .map_err(|source| DumpError::Pidfd { pid, source })?;
     let fds = files::dump_fds(pid, &pidfd, dir, root, table)?;
+    for (sm, v) in smaps.iter().zip(&vmas) {
+        if sm.map.deleted
+            && matches!(v.kind, VmaKind::FilePrivate | VmaKind::FileShared)
+            && !table.inodes.iter().any(|(_, ino)| *ino == sm.map.inode)
+        {
+            let writable = v.kind == VmaKind::FileShared && v.prot & libc::PROT_WRITE as u32 != 0;
+            files::dump_mapped_deleted(pid, v.start, v.end, writable, dir, table)?;
+        }
+    }
     memory::link_deleted(pid, &smaps, &mut vmas, &table.inodes)?;
 
     // Memory.

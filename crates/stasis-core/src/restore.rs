@@ -170,6 +170,25 @@ fn prepare(img: &Image) -> Result<Prepared> {
             mine.push((src, fd.fd, fd.cloexec));
         }
         place.insert(p.pid, mine);
+        // Files only mappings refer to (deleted files no fd holds).
+        for v in &p.vmas {
+            let Some(id) = v.file_id else { continue };
+            if by_id.contains_key(&id) {
+                continue;
+            }
+            let entry = img.files.files.iter().find(|f| f.id == id).ok_or_else(|| {
+                stasis_image::ImageError::Decode {
+                    path: img.dir.join(Image::FILES),
+                    offset: 0,
+                    reason: format!(
+                        "the mapping at {:#x} of pid {} refers to missing file id {id}",
+                        v.start, p.pid
+                    ),
+                }
+            })?;
+            let f = files::open(&mut cx, entry, -1)?;
+            by_id.insert(id, park(p.pid, f, &mut owned)?);
+        }
         for v in &p.vmas {
             if !matches!(v.kind, VmaKind::FilePrivate | VmaKind::FileShared) || v.file_id.is_some()
             {

@@ -291,3 +291,67 @@ pub fn read_all_at(fd: &OwnedFd) -> std::io::Result<Vec<u8>> {
         out.extend_from_slice(&buf[..n]);
     }
 }
+
+/// A deleted file that a process maps but holds no fd of (a POSIX semaphore in /dev/shm, a
+/// library replaced while in use): taken through /proc/PID/map_files and saved like a
+/// deleted-but-open file, in `table` so every mapping of it (in any process) finds it by
+/// inode. `writable` asks for a read-write reopen on restore (shared writable mappings).
+pub fn dump_mapped_deleted(
+    pid: i32,
+    start: u64,
+    end: u64,
+    writable: bool,
+    image_dir: &Path,
+    table: &mut FileTable,
+) -> Result<(), FilesError> {
+    use std::os::unix::fs::MetadataExt;
+    let f = std::fs::File::open(format!("/proc/{pid}/map_files/{start:x}-{end:x}")).map_err(
+        |source| FilesError::Proc {
+            pid,
+            fd: -1,
+            what: "a mapped deleted file (map_files)",
+            source,
+        },
+    )?;
+    let meta = f.metadata().map_err(|source| FilesError::Proc {
+        pid,
+        fd: -1,
+        what: "a mapped deleted file's metadata",
+        source,
+    })?;
+    if table.inodes.iter().any(|(_, ino)| *ino == meta.ino()) {
+        return Ok(());
+    }
+    let link = std::fs::read_link(format!("/proc/{pid}/map_files/{start:x}-{end:x}"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let fd = OwnedFd::from(f);
+    let id = 1 + table.files.len() as u32;
+    let mut cx = DumpFd {
+        pid,
+        fd: -1,
+        link: &link,
+        info: &FdInfo::default(),
+        stolen: &fd,
+        image_dir,
+        next_blob: &mut table.next_blob,
+        seen_pipes: &mut table.seen_pipes,
+    };
+    let kind = if link.starts_with("/memfd:") {
+        memfd::dump(&mut cx)?
+    } else {
+        deleted::dump(&mut cx)?
+    };
+    table.files.push(FileEntry {
+        id,
+        flags: if writable {
+            libc::O_RDWR as u32
+        } else {
+            libc::O_RDONLY as u32
+        },
+        pos: 0,
+        kind,
+    });
+    table.inodes.push((id, meta.ino()));
+    Ok(())
+}
