@@ -315,6 +315,18 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
                 Some(stasis_image::FileKindEntry::Inotify { watches }) => {
                     format!("inotify ({} watches)", watches.len())
                 }
+                Some(stasis_image::FileKindEntry::UnixSocket {
+                    ino,
+                    state,
+                    name,
+                    peer,
+                    queue,
+                    ..
+                }) => format!(
+                    "unix socket {ino} (state {state}, name {:?}, peer {peer}, {} bytes queued)",
+                    name.as_deref().map(String::from_utf8_lossy),
+                    queue.as_ref().map_or(0, |q| q.len)
+                ),
                 Some(stasis_image::FileKindEntry::External { what }) => {
                     format!("{what} (external: the restore command's own)")
                 }

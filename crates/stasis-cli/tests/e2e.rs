@@ -339,3 +339,25 @@ fn posix_timers_keep_ids_and_firing() {
     let r = workload("posix_timers", &[]);
     assert!(r.after.contains("ok timer-a-firing"), "{}", r.after);
 }
+
+#[test]
+fn unix_sockets_pairs_listener_and_queues() {
+    let _g = serial();
+    let r = workload("unix_sockets", &[]);
+    assert!(
+        r.after.contains("ok listener-accepts") && r.after.contains("ok dgram-message-2"),
+        "{}",
+        r.after
+    );
+}
+
+#[test]
+fn event_fds() {
+    let _g = serial();
+    let r = workload("eventfds", &[]);
+    assert!(
+        r.after.contains("ok epoll-wait") && r.after.contains("ok timerfd-firing"),
+        "{}",
+        r.after
+    );
+}

@@ -137,6 +137,8 @@ fn prepare(img: &Image) -> Result<Prepared> {
     let mut cx = files::OpenCx {
         dir: &img.dir,
         pipes: HashMap::new(),
+        unix_peers: HashMap::new(),
+        all: &img.files.files,
     };
     let mut place = HashMap::new();
     let mut maps = HashMap::new();

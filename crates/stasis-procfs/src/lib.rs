@@ -20,6 +20,7 @@ pub mod source;
 pub mod stat;
 pub mod status;
 pub mod timers;
+pub mod unixdiag;
 
 mod error;
 mod num;

@@ -9,6 +9,7 @@
 pub mod anonfd;
 pub mod clone;
 pub mod mem;
+pub mod netlink;
 pub mod pagemap;
 pub mod pidfd;
 pub mod probe;

@@ -70,6 +70,23 @@ pub enum FileKindEntry {
     Epoll { items: Vec<EpollItemEntry> },
     /// An inotify instance and its watches (by path, in wd order).
     Inotify { watches: Vec<InotifyWatchEntry> },
+    /// An AF_UNIX socket: kind, state, bound name, peer (by socket inode) and the data queued
+    /// for it to read, which restore sends again from its peer.
+    UnixSocket {
+        ino: u32,
+        sock_type: u8,
+        /// 1 connected, 7 unconnected, 10 listening.
+        state: u8,
+        #[serde(default)]
+        name: Option<Vec<u8>>,
+        #[serde(default)]
+        peer: u32,
+        #[serde(default)]
+        queue: Option<BlobRef>,
+        /// Message lengths in `queue` (datagram and seqpacket sockets).
+        #[serde(default)]
+        messages: Vec<u32>,
+    },
     /// Something outside the dumped tree (a terminal, a pipe or socket of the parent shell):
     /// restore connects it to the restore command's own fd of the same number.
     External {

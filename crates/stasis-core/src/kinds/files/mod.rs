@@ -14,6 +14,7 @@ pub mod path;
 pub mod pipe;
 pub mod signalfd;
 pub mod timerfd;
+pub mod unix;
 
 use stasis_image::{FdEntry, FileEntry, FileKindEntry};
 use stasis_procfs::fdinfo::FdInfo;
@@ -84,6 +85,8 @@ pub struct DumpFd<'a> {
     pub next_blob: &'a mut u32,
     /// Pipes whose data is already saved.
     pub seen_pipes: &'a mut std::collections::HashSet<u64>,
+    /// The AF_UNIX socket table (sock_diag), read once per dump when a socket is met.
+    pub unix_table: &'a [stasis_procfs::unixdiag::UnixSock],
 }
 
 /// What opening files on restore shares between fds.
@@ -91,6 +94,10 @@ pub struct OpenCx<'a> {
     pub dir: &'a Path,
     /// New pipes by saved pipe id: (read end, write end).
     pub pipes: std::collections::HashMap<u64, (OwnedFd, OwnedFd)>,
+    /// The other ends of unix socket pairs made so far, by the saved socket inode they stand for.
+    pub unix_peers: std::collections::HashMap<u32, OwnedFd>,
+    /// Every file of the image (a socket's peer entry is looked up here).
+    pub all: &'a [FileEntry],
 }
 
 /// The file table of a whole dump, shared by all its processes so that an open file
@@ -104,6 +111,8 @@ pub struct FileTable {
     next_blob: u32,
     /// (file id, inode) of files that mappings may refer to (deleted files, memfds).
     pub inodes: Vec<(u32, u64)>,
+    /// The AF_UNIX socket table, read when the first socket is met.
+    unix: Option<Vec<stasis_procfs::unixdiag::UnixSock>>,
 }
 
 /// O_CLOEXEC as fdinfo shows it in `flags`.
@@ -171,6 +180,20 @@ pub fn dump_fds(
                 } else {
                     let stolen = stasis_sys::pidfd::pidfd_getfd(pidfd.as_raw_fd(), fd)
                         .map_err(|source| FilesError::Steal { pid, fd, source })?;
+                    if link.starts_with("socket:[") && table.unix.is_none() {
+                        let raw = stasis_sys::netlink::unix_diag_dump().map_err(|e| {
+                            FilesError::Proc {
+                                pid,
+                                fd,
+                                what: "the unix socket table (sock_diag)",
+                                source: e.into(),
+                            }
+                        })?;
+                        table.unix = Some(
+                            stasis_procfs::unixdiag::parse_unix_diag(&raw)
+                                .map_err(|source| FilesError::Parse { pid, fd, source })?,
+                        );
+                    }
                     let mut cx = DumpFd {
                         pid,
                         fd,
@@ -180,6 +203,7 @@ pub fn dump_fds(
                         image_dir,
                         next_blob: &mut table.next_blob,
                         seen_pipes: &mut table.seen_pipes,
+                        unix_table: table.unix.as_deref().unwrap_or(&[]),
                     };
                     let kind = dump_kind(&mut cx)?;
                     if matches!(
@@ -234,13 +258,16 @@ fn dump_kind(cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
         "anon_inode:inotify" => return inotify::dump(cx),
         _ => {}
     }
+    if link.starts_with("socket:[") {
+        let table = cx.unix_table;
+        return unix::dump(cx, table);
+    }
     let kind = link.split(':').next().unwrap_or(link).to_string();
     Err(FilesError::Unsupported {
         pid: cx.pid,
         fd: cx.fd,
         kind: link.to_string(),
         why: match kind.as_str() {
-            "socket" => "sockets come with process trees",
             "anon_inode" => "event and notification fds come with process trees",
             _ => "unknown descriptor type",
         },
@@ -260,6 +287,7 @@ pub fn open(cx: &mut OpenCx, entry: &FileEntry, own_fd: i32) -> Result<OwnedFd, 
         FileKindEntry::Signalfd { .. } => signalfd::open(entry),
         FileKindEntry::Epoll { .. } => epoll::open(entry),
         FileKindEntry::Inotify { .. } => inotify::open(entry),
+        FileKindEntry::UnixSocket { .. } => unix::open(cx, entry),
         FileKindEntry::External { .. } => external::open(entry, own_fd),
     }
 }
@@ -336,6 +364,7 @@ pub fn dump_mapped_deleted(
         image_dir,
         next_blob: &mut table.next_blob,
         seen_pipes: &mut table.seen_pipes,
+        unix_table: &[],
     };
     let kind = if link.starts_with("/memfd:") {
         memfd::dump(&mut cx)?

@@ -40,7 +40,7 @@ pub fn open(entry: &FileEntry) -> Result<OwnedFd, FilesError> {
         ticks,
         value_ns,
         interval_ns,
-        ..
+        settime_flags,
     } = &entry.kind
     else {
         unreachable!("timerfd::open on another kind")
@@ -54,12 +54,21 @@ pub fn open(entry: &FileEntry) -> Result<OwnedFd, FilesError> {
     let flags = libc::TFD_CLOEXEC | (entry.flags as i32 & libc::O_NONBLOCK);
     let fd =
         stasis_sys::anonfd::timerfd_create(*clockid, flags).map_err(|e| err("create", e.into()))?;
-    // Time left is relative in fdinfo, so the timer is re-armed relative (an absolute one
-    // fires at the same moment unless the clock is set meanwhile). A timer due right now
-    // must not be disarmed by a zero value.
+    // Time left is relative in fdinfo. An absolute timer (TFD_TIMER_ABSTIME, maybe with
+    // TFD_TIMER_CANCEL_ON_SET) is re-armed absolute at now + time left, keeping its flags; a
+    // timer due right now must not be disarmed by a zero value.
     let armed = *value_ns != 0 || *interval_ns != 0;
     if armed {
-        stasis_sys::anonfd::timerfd_settime(fd.as_raw_fd(), 0, *interval_ns, (*value_ns).max(1))
+        let value = (*value_ns).max(1);
+        let (flags, value) = if settime_flags & libc::TFD_TIMER_ABSTIME as u32 != 0 {
+            let now = nix::time::clock_gettime(nix::time::ClockId::from_raw(*clockid))
+                .map_err(|e| err("read the clock of", e.into()))?;
+            let now_ns = now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64;
+            (*settime_flags as i32, now_ns + value)
+        } else {
+            (0, value)
+        };
+        stasis_sys::anonfd::timerfd_settime(fd.as_raw_fd(), flags, *interval_ns, value)
             .map_err(|e| err("arm", e.into()))?;
     }
     if *ticks > 0 {
