@@ -230,3 +230,46 @@ fn python_multiprocessing_pool_matches_uninterrupted_run() {
         "the restored pool computed something else"
     );
 }
+
+/// A JVM dumped mid-run (a few dozen threads, a unix socket of its own) finishes with the
+/// same result as an uninterrupted run.
+#[test]
+fn jvm_matches_uninterrupted_run() {
+    let _g = serial();
+    let classes = Case::new();
+    let st = std::process::Command::new("javac")
+        .arg("-d")
+        .arg(classes.dir.path())
+        .arg(workloads_dir().join("JavaCount.java"))
+        .status()
+        .expect("javac runs (a JDK is installed by .ci/run)");
+    assert!(st.success());
+    let cp = classes.dir.path().to_str().unwrap().to_string();
+    let argv = [
+        "java",
+        "-Xmx64m",
+        "-XX:+UseSerialGC",
+        "-cp",
+        &cp,
+        "JavaCount",
+        "{pidfile}",
+    ];
+    let c = Case::new();
+    let r = cycle(
+        &c,
+        &argv,
+        CycleOpts {
+            settle: Duration::from_millis(1000),
+            go: None,
+            timeout: Duration::from_secs(120),
+            ..Default::default()
+        },
+    );
+    r.assert_ok();
+    assert!(
+        r.before.contains("step") && !r.before.contains("result"),
+        "dumped mid-run:\n{}",
+        r.before
+    );
+    assert_eq!(r.after.lines().last(), Some("result 179999820"));
+}
