@@ -327,6 +327,9 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
                     name.as_deref().map(String::from_utf8_lossy),
                     queue.as_ref().map_or(0, |q| q.len)
                 ),
+                Some(stasis_image::FileKindEntry::TcpListen { addr, port, .. }) => {
+                    format!("TCP listener {addr:?} port {port}")
+                }
                 Some(stasis_image::FileKindEntry::External { what }) => {
                     format!("{what} (external: the restore command's own)")
                 }

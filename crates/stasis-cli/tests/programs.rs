@@ -273,3 +273,73 @@ fn jvm_matches_uninterrupted_run() {
     );
     assert_eq!(r.after.lines().last(), Some("result 179999820"));
 }
+
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let o = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli runs (installed by .ci/run)");
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// redis-server (threads, epoll, a listening TCP socket): keys written before the dump are
+/// read back after restore, and it takes new writes.
+#[test]
+fn redis_keeps_its_keys() {
+    let _g = serial();
+    let c = Case::new();
+    let port = 20000 + (std::process::id() % 20000) as u16;
+    let dir = c.dir.path().to_str().unwrap().to_string();
+    let port_s = port.to_string();
+    let mut child = spawn(
+        &c,
+        &[
+            "redis-server",
+            "--port",
+            &port_s,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            &dir,
+        ],
+        "redis.out",
+    );
+    let pid = child.id() as i32;
+    let t = std::time::Instant::now();
+    while redis_cli(port, &["ping"]) != "PONG" {
+        assert!(t.elapsed() < Duration::from_secs(20), "redis did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(redis_cli(port, &["set", "k1", "hello"]), "OK");
+    redis_cli(port, &["rpush", "list", "a", "b", "c"]);
+    dump_kill(&c, pid, child);
+    assert_ne!(
+        redis_cli(port, &["ping"]),
+        "PONG",
+        "the dumped redis is gone"
+    );
+    let mut r = std::process::Command::new(stasis())
+        .args(["restore", "--dir", c.image().to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while redis_cli(port, &["ping"]) != "PONG" {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "restored redis does not answer"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(redis_cli(port, &["get", "k1"]), "hello");
+    assert_eq!(redis_cli(port, &["lrange", "list", "0", "-1"]), "a\nb\nc");
+    assert_eq!(redis_cli(port, &["set", "k2", "after"]), "OK");
+    assert_eq!(redis_cli(port, &["get", "k2"]), "after");
+    redis_cli(port, &["shutdown", "nosave"]);
+    assert!(wait_timeout(&mut r, Duration::from_secs(20)).success());
+}

@@ -15,6 +15,7 @@ pub mod auxv;
 pub mod fdinfo;
 pub mod limits;
 pub mod maps;
+pub mod net;
 pub mod smaps;
 pub mod source;
 pub mod stat;

@@ -87,6 +87,15 @@ pub enum FileKindEntry {
         #[serde(default)]
         messages: Vec<u32>,
     },
+    /// A listening TCP socket: address, port and the options that matter to bind().
+    TcpListen {
+        /// 4 (IPv4) or 16 (IPv6) bytes, network order.
+        addr: Vec<u8>,
+        port: u16,
+        reuseaddr: bool,
+        #[serde(default)]
+        v6only: bool,
+    },
     /// Something outside the dumped tree (a terminal, a pipe or socket of the parent shell):
     /// restore connects it to the restore command's own fd of the same number.
     External {

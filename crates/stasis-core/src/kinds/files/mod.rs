@@ -13,6 +13,7 @@ pub mod memfd;
 pub mod path;
 pub mod pipe;
 pub mod signalfd;
+pub mod tcp;
 pub mod timerfd;
 pub mod unix;
 
@@ -259,6 +260,16 @@ fn dump_kind(cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
         _ => {}
     }
     if link.starts_with("socket:[") {
+        let ino: u64 = link
+            .trim_start_matches("socket:[")
+            .trim_end_matches(']')
+            .parse()
+            .unwrap_or(0);
+        if !cx.unix_table.iter().any(|s| s.ino as u64 == ino) {
+            if let Some(t) = tcp::find(cx.pid, ino) {
+                return tcp::dump(cx, t);
+            }
+        }
         let table = cx.unix_table;
         return unix::dump(cx, table);
     }
@@ -288,6 +299,7 @@ pub fn open(cx: &mut OpenCx, entry: &FileEntry, own_fd: i32) -> Result<OwnedFd, 
         FileKindEntry::Epoll { .. } => epoll::open(entry),
         FileKindEntry::Inotify { .. } => inotify::open(entry),
         FileKindEntry::UnixSocket { .. } => unix::open(cx, entry),
+        FileKindEntry::TcpListen { .. } => tcp::open(entry),
         FileKindEntry::External { .. } => external::open(entry, own_fd),
     }
 }

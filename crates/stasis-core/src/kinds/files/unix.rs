@@ -30,7 +30,7 @@ pub fn dump(cx: &mut DumpFd, table: &[UnixSock]) -> Result<FileKindEntry, FilesE
     };
     let Some(s) = table.iter().find(|s| s.ino == ino) else {
         return Err(unsupported(
-            "only AF_UNIX sockets are supported yet (TCP/UDP/netlink come later)",
+            "only AF_UNIX sockets and TCP listeners are supported yet (UDP, netlink and others come later)",
         ));
     };
     if s.state == LISTEN && s.rqlen > 0 {
