@@ -292,7 +292,7 @@ fn redis_keeps_its_keys() {
     let port = 20000 + (std::process::id() % 20000) as u16;
     let dir = c.dir.path().to_str().unwrap().to_string();
     let port_s = port.to_string();
-    let mut child = spawn(
+    let child = spawn(
         &c,
         &[
             "redis-server",
