@@ -14,6 +14,24 @@
 //     SIGUSR2 arrives within BIGMEM_TIMEOUT_SEC (default 900) seconds.
 //     (pause() can miss a SIGUSR2 that lands between the flag test and the
 //     call: the harness re-sends SIGUSR2 until the process is gone.)
+//   bigmem PIDFILE MIB --procs N
+//     A tree of N processes (1 <= N <= 256) holding MIB MiB each. The parent
+//     forks N-1 children before it touches any memory; each of the N
+//     processes maps and fills its own MIB MiB with its own pattern (seeded
+//     by its index: the parent is index 0 and uses the single-process
+//     pattern), and each child then tells the parent through a pipe (one
+//     byte, the pipe is closed by everyone before the PIDFILE appears). The
+//     parent fills its own memory, waits for all N-1 bytes, then writes
+//     PIDFILE (its own PID) and waits in pause() like the single process.
+//     Every child waits in pause() too, with the same SIGUSR2 handler and
+//     watchdog. On SIGUSR2 the parent's handler forwards SIGUSR2 to each
+//     child not reaped yet (on every SIGUSR2 it gets, so a child that missed
+//     one gets the next re-send); a child verifies its memory and exits 0
+//     (intact) or 1 (not); the parent reaps every child (waitpid), verifies
+//     its own memory and writes "ok\n" to PIDFILE.result only if all N were
+//     intact, else "bad\n"; exit 0 or 1 likewise. A child that cannot set up
+//     exits 3, and the parent then kills the others and exits 3 without
+//     writing PIDFILE.
 //   bigmem --baseline DIR MIB
 //     Allocate and fill the same way, then time with CLOCK_MONOTONIC
 //     (a) writing the buffer to a new file DIR/baseline.bin with write() in
@@ -35,6 +53,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,12 +61,29 @@
 #define CHUNK (8 * MIB)
 #define SEED 0x5eed5eed12345678ULL
 
+#define MAX_PROCS 256
+
 static volatile sig_atomic_t got_usr2;
+
+/* --procs: the children not reaped yet (0: reaped or none); nkids stays 0 in
+ * the single process and in every child, so there the handler only sets the
+ * flag. */
+static volatile pid_t kids[MAX_PROCS];
+static volatile int nkids;
 
 static void on_usr2(int sig)
 {
 	(void)sig;
 	got_usr2 = 1;
+	/* forward, on every SIGUSR2 (the harness re-sends it): a child that
+	 * missed one in its pause() race gets the next. kill() is
+	 * async-signal-safe; a reaped child's slot is cleared with SIGUSR2
+	 * blocked, so this never signals a recycled PID. */
+	int saved = errno;
+	for (int i = 0; i < nkids; i++)
+		if (kids[i] > 0)
+			kill(kids[i], SIGUSR2);
+	errno = saved;
 }
 
 static void die(const char *what)
@@ -58,26 +94,33 @@ static void die(const char *what)
 
 /* splitmix64 of the word index: every word is independent, so filling and
  * checking need no sequential state, and each byte is forced odd (non-zero). */
-static inline uint64_t word_at(uint64_t i)
+static inline uint64_t word_at(uint64_t seed, uint64_t i)
 {
-	uint64_t z = SEED + (i + 1) * 0x9e3779b97f4a7c15ULL;
+	uint64_t z = seed + (i + 1) * 0x9e3779b97f4a7c15ULL;
 	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
 	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
 	z ^= z >> 31;
 	return z | 0x0101010101010101ULL;
 }
 
-static void fill(uint64_t *p, size_t words)
+/* the pattern seed of process IDX of a --procs tree (0: the parent, and the
+ * single process: SEED itself); an odd multiplier, so every index differs */
+static uint64_t seed_of(unsigned idx)
+{
+	return SEED ^ (0xa0761d6478bd642fULL * idx);
+}
+
+static void fill(uint64_t *p, size_t words, uint64_t seed)
 {
 	for (size_t i = 0; i < words; i++)
-		p[i] = word_at(i);
+		p[i] = word_at(seed, i);
 }
 
 /* index of the first wrong word, or -1 */
-static long check(const uint64_t *p, size_t words)
+static long check(const uint64_t *p, size_t words, uint64_t seed)
 {
 	for (size_t i = 0; i < words; i++)
-		if (p[i] != word_at(i))
+		if (p[i] != word_at(seed, i))
 			return (long)i;
 	return -1;
 }
@@ -128,7 +171,7 @@ static int write_atomic(const char *path, const char *text)
 static int baseline(const char *dir, size_t len)
 {
 	uint64_t *buf = alloc(len);
-	fill(buf, len / 8);
+	fill(buf, len / 8, SEED);
 
 	char path[4200];
 	if (snprintf(path, sizeof path, "%s/baseline.bin", dir) >= (int)sizeof path) {
@@ -187,7 +230,7 @@ static int baseline(const char *dir, size_t len)
 	double t_read = now() - t0;
 
 	unlink(path);
-	long bad = check((const uint64_t *)copy, len / 8);
+	long bad = check((const uint64_t *)copy, len / 8, SEED);
 	if (bad >= 0) {
 		fprintf(stderr, "bigmem: baseline copy differs at byte %ld\n", bad * 8);
 		return 1;

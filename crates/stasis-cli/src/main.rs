@@ -330,6 +330,12 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
                 Some(stasis_image::FileKindEntry::TcpListen { addr, port, .. }) => {
                     format!("TCP listener {addr:?} port {port}")
                 }
+                Some(stasis_image::FileKindEntry::Fifo { path, data, .. }) => {
+                    format!(
+                        "{path} (FIFO, {} bytes buffered)",
+                        data.as_ref().map_or(0, |d| d.len)
+                    )
+                }
                 Some(stasis_image::FileKindEntry::External { what }) => {
                     format!("{what} (external: the restore command's own)")
                 }

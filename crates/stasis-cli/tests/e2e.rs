@@ -361,3 +361,10 @@ fn event_fds() {
         r.after
     );
 }
+
+#[test]
+fn fifo_with_bytes_in_flight() {
+    let _g = serial();
+    let r = workload("fifo", &[]);
+    assert!(r.after.contains("ok fifo-buffered"), "{}", r.after);
+}

@@ -138,6 +138,7 @@ fn prepare(img: &Image) -> Result<Prepared> {
         dir: &img.dir,
         pipes: HashMap::new(),
         unix_peers: HashMap::new(),
+        fifos: HashMap::new(),
         all: &img.files.files,
     };
     let mut place = HashMap::new();

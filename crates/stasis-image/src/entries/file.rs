@@ -53,6 +53,14 @@ pub enum FileKindEntry {
         #[serde(default)]
         data: Option<BlobRef>,
     },
+    /// A FIFO in the filesystem: reopened by path; the bytes buffered in it are kept once per
+    /// FIFO (by inode).
+    Fifo {
+        path: String,
+        fifo_id: u64,
+        #[serde(default)]
+        data: Option<BlobRef>,
+    },
     /// An eventfd: its counter and mode.
     Eventfd { count: u64, semaphore: bool },
     /// A timerfd: clock, unread expirations, time left and period (ns), settime flags.

@@ -8,6 +8,7 @@ pub mod deleted;
 pub mod epoll;
 pub mod eventfd;
 pub mod external;
+pub mod fifo;
 pub mod inotify;
 pub mod memfd;
 pub mod path;
@@ -95,6 +96,8 @@ pub struct OpenCx<'a> {
     pub dir: &'a Path,
     /// New pipes by saved pipe id: (read end, write end).
     pub pipes: std::collections::HashMap<u64, (OwnedFd, OwnedFd)>,
+    /// FIFOs opened read-write by the restorer, by saved inode (keeps their buffers alive).
+    pub fifos: std::collections::HashMap<u64, OwnedFd>,
     /// The other ends of unix socket pairs made so far, by the saved socket inode they stand for.
     pub unix_peers: std::collections::HashMap<u32, OwnedFd>,
     /// Every file of the image (a socket's peer entry is looked up here).
@@ -300,6 +303,7 @@ pub fn open(cx: &mut OpenCx, entry: &FileEntry, own_fd: i32) -> Result<OwnedFd, 
         FileKindEntry::Inotify { .. } => inotify::open(entry),
         FileKindEntry::UnixSocket { .. } => unix::open(cx, entry),
         FileKindEntry::TcpListen { .. } => tcp::open(entry),
+        FileKindEntry::Fifo { .. } => fifo::open(cx, entry),
         FileKindEntry::External { .. } => external::open(entry, own_fd),
     }
 }

@@ -22,12 +22,15 @@ pub fn dump(cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
     })?;
     let mode = meta.mode();
     let ft = mode & libc::S_IFMT;
+    if ft == libc::S_IFIFO {
+        return super::fifo::dump(cx, meta.ino());
+    }
     if ft != libc::S_IFREG && ft != libc::S_IFDIR && ft != libc::S_IFCHR && ft != libc::S_IFBLK {
         return Err(FilesError::Unsupported {
             pid: cx.pid,
             fd: cx.fd,
             kind: cx.link.to_string(),
-            why: "FIFOs and sockets in the filesystem come with process trees",
+            why: "a socket file opened by path",
         });
     }
     if ft == libc::S_IFCHR && (cx.link.starts_with("/dev/pts/") || cx.link.starts_with("/dev/tty"))

@@ -34,6 +34,23 @@ pub fn dump(cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
             data: None,
         });
     }
+    let data = buffered(cx, size)?;
+    Ok(FileKindEntry::Pipe {
+        pipe_id: id,
+        size,
+        data,
+    })
+}
+
+/// The bytes buffered in the pipe (or FIFO) behind `cx`'s fd, copied without consuming
+/// them, into a blob of the image.
+pub fn buffered(cx: &mut DumpFd, size: u32) -> Result<Option<stasis_image::BlobRef>, FilesError> {
+    let err = |what, source| FilesError::Proc {
+        pid: cx.pid,
+        fd: cx.fd,
+        what,
+        source,
+    };
     // A read end of our own on the same pipe: tee needs one, and the process may hold only
     // the write end.
     let reader: OwnedFd = std::fs::OpenOptions::new()
@@ -62,18 +79,12 @@ pub fn dump(cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
         Err(nix::errno::Errno::EAGAIN) => {} // empty pipe
         Err(e) => return Err(err("the pipe's buffered data (tee)", e.into())),
     }
-    let data = if data.is_empty() {
-        None
-    } else {
-        let name = format!("blob-{}", *cx.next_blob);
-        *cx.next_blob += 1;
-        Some(stasis_image::write_blob(cx.image_dir, &name, &data)?)
-    };
-    Ok(FileKindEntry::Pipe {
-        pipe_id: id,
-        size,
-        data,
-    })
+    if data.is_empty() {
+        return Ok(None);
+    }
+    let name = format!("blob-{}", *cx.next_blob);
+    *cx.next_blob += 1;
+    Ok(Some(stasis_image::write_blob(cx.image_dir, &name, &data)?))
 }
 
 pub fn open(cx: &mut OpenCx, entry: &FileEntry) -> Result<OwnedFd, FilesError> {
