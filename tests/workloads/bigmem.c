@@ -86,9 +86,21 @@ static void on_usr2(int sig)
 	errno = saved;
 }
 
+static void kill_kids(void)
+{
+	for (int i = 0; i < nkids; i++)
+		if (kids[i] > 0) {
+			kill(kids[i], SIGKILL);
+			while (waitpid(kids[i], NULL, 0) < 0 && errno == EINTR)
+				;
+			kids[i] = 0;
+		}
+}
+
 static void die(const char *what)
 {
 	fprintf(stderr, "bigmem: %s: %s\n", what, strerror(errno));
+	kill_kids(); /* a --procs parent leaves no child behind */
 	exit(3);
 }
 
@@ -239,12 +251,184 @@ static int baseline(const char *dir, size_t len)
 	return 0;
 }
 
+static unsigned parse_procs(const char *s)
+{
+	char *end;
+	unsigned long v = strtoul(s, &end, 10);
+	if (*s == '\0' || *end != '\0' || v == 0 || v > MAX_PROCS) {
+		fprintf(stderr, "bigmem: bad process count (1..%d): '%s'\n", MAX_PROCS, s);
+		exit(3);
+	}
+	return (unsigned)v;
+}
+
+static void install_usr2(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_usr2;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGUSR2, &sa, NULL) != 0)
+		die("sigaction");
+}
+
+/* watchdog: a leaked bigmem (harness killed) must not hold memory forever;
+ * ITIMER_REAL is part of the dumped state (and not inherited across fork:
+ * every process of a tree arms its own) */
+static void arm_watchdog(void)
+{
+	const char *to = getenv("BIGMEM_TIMEOUT_SEC");
+	unsigned timeout = to && atoi(to) > 0 ? (unsigned)atoi(to) : 900;
+	signal(SIGALRM, SIG_DFL);
+	alarm(timeout);
+}
+
+/* process IDX (>= 1) of a --procs tree: fill, report through READY, wait for
+ * SIGUSR2, verify, exit 0 (intact) or 1 (not); 3 on a setup error */
+static void child_main(unsigned idx, size_t len, int ready)
+{
+	nkids = 0; /* the siblings in kids[] are not this process's to signal */
+	install_usr2(); /* the same handler (inherited anyway): a re-sent SIGUSR2 is harmless */
+	uint64_t *buf = alloc(len);
+	fill(buf, len / 8, seed_of(idx));
+	char b = 'r';
+	ssize_t w;
+	while ((w = write(ready, &b, 1)) < 0 && errno == EINTR)
+		;
+	if (w != 1)
+		die("write to the ready pipe");
+	close(ready);
+	arm_watchdog();
+
+	while (!got_usr2)
+		pause(); /* the same race as the parent's: the parent forwards every re-send */
+	alarm(0);
+
+	long bad = check(buf, len / 8, seed_of(idx));
+	if (bad >= 0) {
+		fprintf(stderr, "bigmem: process %u (pid %d): memory differs at byte %ld of %zu\n",
+			idx, (int)getpid(), bad * 8, len);
+		exit(1);
+	}
+	exit(0);
+}
+
+/* bigmem PIDFILE MIB --procs N: the parent (index 0) of the tree */
+static int tree_main(const char *pidfile, size_t len, unsigned procs)
+{
+	char result[4200];
+	if (snprintf(result, sizeof result, "%s.result", pidfile) >= (int)sizeof result) {
+		fprintf(stderr, "bigmem: pidfile name too long\n");
+		return 3;
+	}
+	int ready[2];
+	if (pipe(ready) != 0)
+		die("pipe");
+	install_usr2(); /* before the forks: no child is ever without it */
+
+	/* fork first: the children get none of the parent's memory */
+	for (unsigned i = 1; i < procs; i++) {
+		pid_t c = fork();
+		if (c < 0)
+			die("fork");
+		if (c == 0) {
+			close(ready[0]);
+			child_main(i, len, ready[1]);
+		}
+		kids[i - 1] = c;
+		nkids = (int)i;
+	}
+	close(ready[1]);
+
+	uint64_t *buf = alloc(len);
+	fill(buf, len / 8, seed_of(0));
+
+	/* one byte from each child once its memory is filled; EOF first means a
+	 * child died before that */
+	for (unsigned got = 0; got < procs - 1;) {
+		char b[MAX_PROCS];
+		ssize_t r = read(ready[0], b, sizeof b);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			fprintf(stderr, "bigmem: only %u of %u children reported their memory "
+				"filled (a child failed)\n", got, procs - 1);
+			kill_kids();
+			return 3;
+		}
+		got += (unsigned)r;
+	}
+	close(ready[0]);
+
+	char text[32];
+	snprintf(text, sizeof text, "%d\n", (int)getpid());
+	if (write_atomic(pidfile, text) != 0)
+		die("write pidfile");
+	arm_watchdog();
+
+	while (!got_usr2)
+		pause(); /* the handler has forwarded this SIGUSR2 to every child */
+
+	/* Reap every child. Wait for its exit without reaping it (a zombie's
+	 * PID cannot be reused), then reap it and clear its slot with SIGUSR2
+	 * blocked, so the handler never signals a PID that is no longer ours. */
+	int all_ok = 1;
+	sigset_t usr2, old;
+	sigemptyset(&usr2);
+	sigaddset(&usr2, SIGUSR2);
+	for (int i = 0; i < nkids; i++) {
+		pid_t k = kids[i];
+		siginfo_t si;
+		int rc;
+		while ((rc = waitid(P_PID, (id_t)k, &si, WEXITED | WNOWAIT)) != 0 && errno == EINTR)
+			;
+		if (rc != 0) {
+			fprintf(stderr, "bigmem: waitid(child %d, pid %d): %s\n", i + 1, (int)k,
+				strerror(errno));
+			all_ok = 0;
+			continue;
+		}
+		sigprocmask(SIG_BLOCK, &usr2, &old);
+		int st = 0;
+		pid_t w;
+		while ((w = waitpid(k, &st, 0)) < 0 && errno == EINTR)
+			;
+		kids[i] = 0;
+		sigprocmask(SIG_SETMASK, &old, NULL);
+		if (w != k || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+			if (w != k)
+				fprintf(stderr, "bigmem: waitpid(child %d, pid %d): %s\n", i + 1,
+					(int)k, strerror(errno));
+			else if (WIFSIGNALED(st))
+				fprintf(stderr, "bigmem: child %d (pid %d) killed by signal %d\n",
+					i + 1, (int)k, WTERMSIG(st));
+			else
+				fprintf(stderr, "bigmem: child %d (pid %d) exited with status %d\n",
+					i + 1, (int)k, WEXITSTATUS(st));
+			all_ok = 0;
+		}
+	}
+	alarm(0);
+
+	long bad = check(buf, len / 8, seed_of(0));
+	if (bad >= 0) {
+		fprintf(stderr, "bigmem: process 0 (pid %d): memory differs at byte %ld of %zu\n",
+			(int)getpid(), bad * 8, len);
+		all_ok = 0;
+	}
+	if (write_atomic(result, all_ok ? "ok\n" : "bad\n") != 0)
+		die("write result file");
+	return all_ok ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 4 && strcmp(argv[1], "--baseline") == 0)
 		return baseline(argv[2], parse_mib(argv[3]));
+	if (argc == 5 && strcmp(argv[3], "--procs") == 0)
+		return tree_main(argv[1], parse_mib(argv[2]), parse_procs(argv[4]));
 	if (argc != 3) {
-		fprintf(stderr, "usage: bigmem PIDFILE MIB | bigmem --baseline DIR MIB\n");
+		fprintf(stderr, "usage: bigmem PIDFILE MIB [--procs N] | bigmem --baseline DIR MIB\n");
 		return 3;
 	}
 	const char *pidfile = argv[1];
@@ -258,7 +442,7 @@ int main(int argc, char **argv)
 		die("sigaction");
 
 	uint64_t *buf = alloc(len);
-	fill(buf, len / 8);
+	fill(buf, len / 8, SEED);
 
 	char text[32];
 	snprintf(text, sizeof text, "%d\n", (int)getpid());
@@ -276,7 +460,7 @@ int main(int argc, char **argv)
 		pause(); /* SIGALRM (default action) ends the process: exit by signal */
 	alarm(0);
 
-	long bad = check(buf, len / 8);
+	long bad = check(buf, len / 8, SEED);
 	char result[4200];
 	if (snprintf(result, sizeof result, "%s.result", pidfile) >= (int)sizeof result) {
 		fprintf(stderr, "bigmem: pidfile name too long\n");

@@ -368,3 +368,14 @@ fn fifo_with_bytes_in_flight() {
     let r = workload("fifo", &[]);
     assert!(r.after.contains("ok fifo-buffered"), "{}", r.after);
 }
+
+#[test]
+fn file_locks_are_held_again() {
+    let _g = serial();
+    let r = workload("locks", &[]);
+    assert!(
+        r.after.contains("ok posix-lock") && r.after.contains("ok flock"),
+        "{}",
+        r.after
+    );
+}

@@ -165,6 +165,7 @@ fn prepare(img: &Image) -> Result<Prepared> {
                             ),
                         })?;
                     let f = files::open(&mut cx, entry, fd.fd)?;
+                    files::lock::take_on_file(entry.id, &f, &entry.locks)?;
                     let s = park(p.pid, f, &mut owned)?;
                     by_id.insert(fd.file_id, s);
                     s
@@ -721,6 +722,13 @@ fn rebuild(
         [prep.base as u64, u32::MAX as u64, 0, 0, 0, 0],
     )
     .map_err(fds_err)?;
+    // POSIX record locks, taken by the process itself on its own fds, after the parked
+    // copies are closed (closing any fd of a file drops the process's POSIX locks on it).
+    for fd in &p.fds {
+        if let Some(f) = img.files.files.iter().find(|f| f.id == fd.file_id) {
+            files::lock::take_posix(&mut t, s, p.pid, fd.fd, &f.locks).map_err(fds_err)?;
+        }
+    }
 
     process::restore_rlimits(pidn, &p.rlimits)?;
     signal::restore_sigactions(&mut t, s, &p.sigactions)?;

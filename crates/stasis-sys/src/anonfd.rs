@@ -112,3 +112,16 @@ pub fn inotify_add_watch(fd: RawFd, path: &str, mask: u32) -> SysResult<i32> {
         Ok(r)
     }
 }
+
+/// `flock(fd, op)`—Take a whole-file lock on an open file description (op: LOCK_SH or
+/// LOCK_EX, with LOCK_NB).
+/// See [flock(2)](https://man7.org/linux/man-pages/man2/flock.2.html).
+pub fn flock(fd: RawFd, op: i32) -> SysResult<()> {
+    // SAFETY: plain integer arguments.
+    let r = unsafe { libc::flock(fd, op) };
+    if r < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(())
+    }
+}

@@ -16,6 +16,25 @@ pub struct FileEntry {
     /// File offset.
     pub pos: u64,
     pub kind: FileKindEntry,
+    /// Locks held through this file (flock and OFD locks belong to it; POSIX locks belong to
+    /// the process named in the entry).
+    #[serde(default)]
+    pub locks: Vec<LockEntry>,
+}
+
+/// One file lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockEntry {
+    /// "flock", "posix" or "ofd".
+    pub kind: String,
+    pub write: bool,
+    /// Owner of a POSIX lock.
+    #[serde(default)]
+    pub pid: i32,
+    pub start: u64,
+    /// Last byte, None for "to the end of the file".
+    #[serde(default)]
+    pub end: Option<u64>,
 }
 
 /// Fd-type ids are part of the format: tags never change.

@@ -10,6 +10,7 @@ pub mod thread;
 
 pub use file::{
     BlobRef, EpollItemEntry, FdEntry, FileEntry, FileKindEntry, FilesEntry, InotifyWatchEntry,
+    LockEntry,
 };
 pub use inventory::InventoryEntry;
 pub use memory::{PageIndexEntry, PageRun, VmaEntry, VmaKind};

@@ -10,6 +10,7 @@ pub mod eventfd;
 pub mod external;
 pub mod fifo;
 pub mod inotify;
+pub mod lock;
 pub mod memfd;
 pub mod path;
 pub mod pipe;
@@ -221,11 +222,23 @@ pub fn dump_fds(
                     }
                     kind
                 };
+                let mut locks = Vec::new();
+                for (k, v) in &info.extra {
+                    if k == "lock" {
+                        locks.push(lock::parse(v).map_err(|why| FilesError::Unsupported {
+                            pid,
+                            fd,
+                            kind: format!("{link} (lock {})", v.trim()),
+                            why,
+                        })?);
+                    }
+                }
                 table.files.push(FileEntry {
                     id,
                     flags: info.flags & !FDINFO_CLOEXEC,
                     pos: info.pos,
                     kind,
+                    locks,
                 });
                 table.owners.push((id, pid, fd, info.ino));
                 id
@@ -396,6 +409,7 @@ pub fn dump_mapped_deleted(
         },
         pos: 0,
         kind,
+        locks: Vec::new(),
     });
     table.inodes.push((id, meta.ino()));
     Ok(())
