@@ -379,3 +379,14 @@ fn file_locks_are_held_again() {
         r.after
     );
 }
+
+#[test]
+fn seccomp_filter_and_strict_mode() {
+    let _g = serial();
+    let r = workload("seccomp", &[]);
+    assert!(
+        r.after.contains("ok seccomp-filter") && r.after.contains("ok seccomp-strict-child"),
+        "{}",
+        r.after
+    );
+}

@@ -381,7 +381,19 @@ fn freeze_all(pid: Pid, stopped: bool) -> Result<Seized> {
             break;
         }
         for tid in new {
-            match freeze::seize_and_stop(Pid::from_raw(tid), ptrace::OPT_TRACESYSGOOD, stopped) {
+            // Seccomp filters (or strict mode) would judge our remote syscalls and might kill
+            // the process: suspend them for as long as we trace it (needs CAP_SYS_ADMIN).
+            let seccomp = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status"))
+                .ok()
+                .and_then(|t| stasis_procfs::status::parse_status(&t).ok())
+                .is_some_and(|st| st.seccomp != 0);
+            let opts = ptrace::OPT_TRACESYSGOOD
+                | if seccomp {
+                    ptrace::OPT_SUSPEND_SECCOMP
+                } else {
+                    0
+                };
+            match freeze::seize_and_stop(Pid::from_raw(tid), opts, stopped) {
                 Ok(f) => seized.threads.push(SeizedThread {
                     tid: f.pid,
                     base: None,
@@ -606,6 +618,9 @@ fn collect(
     entry.sigactions = sigactions;
     entry.itimers = itimers;
     entry.posix_timers = posix_timers;
+    if entry.seccomp_mode == 2 {
+        entry.seccomp_filters = process::dump_seccomp(pid, state.pid)?;
+    }
     entry.shared_pending = shared_pending;
     entry.fds = fds;
     entry.threads = outside

@@ -752,6 +752,12 @@ fn rebuild(
     // POSIX timers last among the process's own state: a thread-directed one needs its thread.
     signal::restore_posix_timers(&mut t, s, &p.posix_timers)?;
     s.unmap(&mut t)?;
+    let stack_low = p
+        .vmas
+        .iter()
+        .find(|v| v.start <= th.regs.rsp && th.regs.rsp < v.end)
+        .map_or(u64::MAX, |v| v.start);
+    process::restore_seccomp(&mut t, p, stack_low)?;
     thread::restore_cpu(child, th, false)?;
     for (tid, th) in threads.iter().zip(&p.threads[1..]) {
         thread::restore_cpu(*tid, th, false)?;

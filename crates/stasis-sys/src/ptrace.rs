@@ -13,6 +13,8 @@ pub const OPT_TRACESYSGOOD: u32 = libc::PTRACE_O_TRACESYSGOOD as u32;
 pub const OPT_EXITKILL: u32 = libc::PTRACE_O_EXITKILL as u32;
 /// Report clone events and auto-attach new threads.
 pub const OPT_TRACECLONE: u32 = libc::PTRACE_O_TRACECLONE as u32;
+/// Suspend the tracee's seccomp filters while traced (needs CAP_SYS_ADMIN).
+pub const OPT_SUSPEND_SECCOMP: u32 = 1 << 21;
 /// Report fork events and auto-attach new children.
 pub const OPT_TRACEFORK: u32 = libc::PTRACE_O_TRACEFORK as u32;
 /// `PTRACE_EVENT_STOP`: the event of a stop caused by `PTRACE_INTERRUPT` or a group stop.
@@ -317,4 +319,39 @@ pub fn kill(pid: Pid, sig: i32) -> SysResult<()> {
     // SAFETY: plain integer arguments.
     let r = unsafe { libc::kill(pid.as_raw(), sig) };
     check(r as libc::c_long).map(drop)
+}
+
+const PTRACE_SECCOMP_GET_FILTER: libc::c_uint = 0x420c;
+
+/// `ptrace(PTRACE_SECCOMP_GET_FILTER, pid, index, buf)`—The classic-BPF program of a thread's
+/// seccomp filter number `index` (0 = the most recently installed) as raw 8-byte
+/// instructions; `None` past the last filter.
+pub fn seccomp_filter(pid: Pid, index: usize) -> SysResult<Option<Vec<u8>>> {
+    // SAFETY: a null buffer asks only for the instruction count.
+    let n = unsafe {
+        libc::ptrace(
+            PTRACE_SECCOMP_GET_FILTER,
+            pid.as_raw(),
+            index,
+            std::ptr::null_mut::<u8>(),
+        )
+    };
+    if n < 0 {
+        return match Errno::last() {
+            Errno::ENOENT => Ok(None),
+            e => Err(e),
+        };
+    }
+    let mut buf = vec![0u8; n as usize * 8];
+    // SAFETY: `buf` holds room for the `n` sock_filter instructions the kernel writes.
+    let r = unsafe {
+        libc::ptrace(
+            PTRACE_SECCOMP_GET_FILTER,
+            pid.as_raw(),
+            index,
+            buf.as_mut_ptr(),
+        )
+    };
+    check(r)?;
+    Ok(Some(buf))
 }

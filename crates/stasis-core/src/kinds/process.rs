@@ -153,6 +153,9 @@ pub fn dump(src: &impl ProcSource, pid: i32) -> Result<ProcInfo> {
         shared_pending: Vec::new(),
         fds: Vec::new(),
         dumpable: 1,
+        no_new_privs: status.no_new_privs,
+        seccomp_mode: status.seccomp,
+        seccomp_filters: Vec::new(),
         zombie: (stat.state == 'Z').then_some(stat.exit_code),
         stopped: stat.state == 'T',
     };
@@ -364,4 +367,88 @@ pub fn restore_dumpable(t: &mut impl Tracee, dumpable: u32) -> Result<()> {
         ],
     )
     .map(drop)
+}
+
+/// The seccomp filters of `tid`, oldest first.
+pub fn dump_seccomp(pid: i32, tid: Pid) -> Result<Vec<stasis_image::SeccompFilterEntry>> {
+    let mut v = Vec::new();
+    for i in 0.. {
+        match stasis_sys::ptrace::seccomp_filter(tid, i) {
+            Ok(Some(bpf)) => v.push(stasis_image::SeccompFilterEntry { bpf }),
+            Ok(None) => break,
+            Err(source) => {
+                return Err(ProcessError::Set {
+                    pid,
+                    what: "reading its seccomp filters (PTRACE_SECCOMP_GET_FILTER)".into(),
+                    source: TraceeError::Ptrace {
+                        pid: tid.as_raw(),
+                        step: "SECCOMP_GET_FILTER",
+                        source,
+                    },
+                })
+            }
+        }
+    }
+    v.reverse();
+    Ok(v)
+}
+
+/// no_new_privs and seccomp, the very last things a process gets: after them a filter could
+/// forbid the remote syscalls restore still needs. Filters are installed oldest first with
+/// SECCOMP_FILTER_FLAG_TSYNC (all threads); their programs are written just below the saved
+/// stack pointer of the leader (below the red zone: dead stack). Strict mode is a prctl.
+pub fn restore_seccomp(t: &mut impl Tracee, p: &ProcessEntry, stack_low: u64) -> Result<()> {
+    if p.no_new_privs {
+        set(
+            t,
+            "no_new_privs",
+            libc::SYS_prctl,
+            [libc::PR_SET_NO_NEW_PRIVS as u64, 1, 0, 0, 0, 0],
+        )?;
+    }
+    let rsp = p.threads.first().map_or(0, |th| th.regs.rsp);
+    for f in &p.seccomp_filters {
+        let prog_at = (rsp - 256 - f.bpf.len() as u64) & !15;
+        let fprog_at = prog_at - 16;
+        if fprog_at < stack_low {
+            return Err(ProcessError::Set {
+                pid: p.pid,
+                what: "seccomp (no room below the stack pointer for the filter program)".into(),
+                source: TraceeError::NoGadget { pid: p.pid },
+            });
+        }
+        let mut fprog = Vec::with_capacity(16);
+        fprog.extend_from_slice(&((f.bpf.len() / 8) as u16).to_le_bytes());
+        fprog.extend_from_slice(&[0u8; 6]);
+        fprog.extend_from_slice(&prog_at.to_le_bytes());
+        let werr = |source| ProcessError::Set {
+            pid: p.pid,
+            what: "seccomp filter program".into(),
+            source,
+        };
+        t.write_mem(prog_at, &f.bpf).map_err(werr)?;
+        t.write_mem(fprog_at, &fprog).map_err(werr)?;
+        set(
+            t,
+            "a seccomp filter",
+            libc::SYS_seccomp,
+            [
+                libc::SECCOMP_SET_MODE_FILTER as u64,
+                libc::SECCOMP_FILTER_FLAG_TSYNC,
+                fprog_at,
+                0,
+                0,
+                0,
+            ],
+        )?;
+    }
+    if p.seccomp_mode == 1 {
+        set(
+            t,
+            "strict seccomp",
+            libc::SYS_prctl,
+            [libc::PR_SET_SECCOMP as u64, 1, 0, 0, 0, 0],
+        )?;
+    }
+    Ok(())
 }

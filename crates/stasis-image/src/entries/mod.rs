@@ -14,6 +14,6 @@ pub use file::{
 };
 pub use inventory::InventoryEntry;
 pub use memory::{PageIndexEntry, PageRun, VmaEntry, VmaKind};
-pub use process::{CredsEntry, MmEntry, ProcessEntry, RlimitEntry};
+pub use process::{CredsEntry, MmEntry, ProcessEntry, RlimitEntry, SeccompFilterEntry};
 pub use signal::{ItimerEntry, PosixTimerEntry, SigactionEntry, SiginfoEntry};
 pub use thread::{AltStackEntry, RegsEntry, RseqEntry, ThreadEntry};

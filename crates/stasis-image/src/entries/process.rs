@@ -36,6 +36,15 @@ pub struct ProcessEntry {
     /// prctl(PR_GET_DUMPABLE): changing credentials resets it, so restore sets it after them.
     #[serde(default = "one")]
     pub dumpable: u32,
+    /// prctl(PR_SET_NO_NEW_PRIVS) was set.
+    #[serde(default)]
+    pub no_new_privs: bool,
+    /// Seccomp mode: 0 none, 1 strict, 2 filter.
+    #[serde(default)]
+    pub seccomp_mode: u32,
+    /// The seccomp filters (classic BPF, 8-byte instructions), oldest first.
+    #[serde(default)]
+    pub seccomp_filters: Vec<SeccompFilterEntry>,
     /// Set for a zombie (exited, not reaped by its parent yet): its wait status. Restore
     /// recreates it only so that it can exit again with that status; nothing else is saved.
     #[serde(default)]
@@ -47,6 +56,13 @@ pub struct ProcessEntry {
 
 fn one() -> u32 {
     1
+}
+
+/// One seccomp filter program.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeccompFilterEntry {
+    #[serde(with = "serde_bytes")]
+    pub bpf: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
