@@ -14,6 +14,7 @@
 // Usage: tree PIDFILE
 #include "wl.h"
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 
 static int report[2];   // children -> parent reports
@@ -62,6 +63,7 @@ int main(int argc, char **argv)
 		return 3;
 	shared[0] = 4242;
 	pid_t me = getpid();
+	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 
 	// child 0: blocked in read() on the wake pipe
 	if ((kids[0] = fork()) == 0) {
@@ -74,10 +76,13 @@ int main(int argc, char **argv)
 	// child 1: nanosleep loop until SIGUSR2
 	if ((kids[1] = fork()) == 0) {
 		signal(SIGUSR2, child_usr2);
+		prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0);
 		pid_t self = getpid();
 		while (!child_go)
 			usleep(20000);
-		child_report(1, self, me);
+		int pd = 0;
+		prctl(PR_GET_PDEATHSIG, &pd, 0, 0, 0);
+		child_report(pd == SIGTERM ? 1 : 98, self, me);
 		_exit(11);
 	}
 	// child 2: forks a grandchild (in pause()), waits for SIGUSR2, then ends the grandchild
@@ -132,6 +137,14 @@ int main(int argc, char **argv)
 		lines += *p == '\n';
 	if (lines != 4 || strstr(buf, "FAIL")) {
 		printf("FAIL reports: %d lines\n", lines);
+		fails++;
+	}
+	int sub = 0;
+	prctl(PR_GET_CHILD_SUBREAPER, &sub, 0, 0, 0);
+	if (sub == 1)
+		printf("ok subreaper\n");
+	else {
+		printf("FAIL subreaper\n");
 		fails++;
 	}
 	if (shared[0] != 4242 || shared[1] != 1 || shared[2] != 1 || shared[3] != 1 || shared[4] != 1) {

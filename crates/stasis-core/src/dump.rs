@@ -561,10 +561,12 @@ fn collect(
         }
         let brk = process::dump_brk(t)?;
         let dumpable = process::dump_dumpable(t)?;
-        Ok((acts, timers, posix_timers, per_thread, brk, dumpable))
+        let prctl = process::dump_prctl(t, s)?;
+        Ok((acts, timers, posix_timers, per_thread, brk, dumpable, prctl))
     })();
     let unmapped = s.unmap(t);
-    let (sigactions, itimers, posix_timers, per_thread, brk, dumpable) = inside?;
+    let (sigactions, itimers, posix_timers, per_thread, brk, dumpable, (pdeath, subreaper)) =
+        inside?;
     unmapped?;
     // The process needs nothing from inside any more: give it back its own registers and mask
     // now, so that if stasis dies during the long page copy the kernel's detach lets it run on
@@ -614,6 +616,8 @@ fn collect(
     let mut entry = info.entry;
     entry.mm.brk = brk;
     entry.dumpable = dumpable;
+    entry.pdeath_signal = pdeath;
+    entry.child_subreaper = subreaper;
     entry.vmas = vmas;
     entry.sigactions = sigactions;
     entry.itimers = itimers;

@@ -739,6 +739,7 @@ fn rebuild(
     signal::queue_signals(&mut t, s, None, &p.shared_pending)?;
     process::restore_creds(&mut t, s, &p.creds)?;
     process::restore_dumpable(&mut t, p.dumpable)?;
+    process::restore_prctl(&mut t, p, p.pid == img.processes[0].pid)?;
     // The other threads, cloned from the leader: they inherit its credentials.
     let mut threads = Vec::new();
     for th in &p.threads[1..] {

@@ -153,6 +153,8 @@ pub fn dump(src: &impl ProcSource, pid: i32) -> Result<ProcInfo> {
         shared_pending: Vec::new(),
         fds: Vec::new(),
         dumpable: 1,
+        pdeath_signal: 0,
+        child_subreaper: false,
         no_new_privs: status.no_new_privs,
         seccomp_mode: status.seccomp,
         seccomp_filters: Vec::new(),
@@ -174,6 +176,62 @@ pub fn dump_dumpable(t: &mut impl Tracee) -> Result<u32, TraceeError> {
         [libc::PR_GET_DUMPABLE as u64, 0, 0, 0, 0, 0],
     )
     .map(|v| v as u32)
+}
+
+/// prctl state only the process can report: (parent-death signal, child subreaper).
+pub fn dump_prctl(t: &mut impl Tracee, s: Scratch) -> Result<(u32, bool), TraceeError> {
+    t.syscall(
+        "prctl(PR_GET_PDEATHSIG)",
+        libc::SYS_prctl,
+        [libc::PR_GET_PDEATHSIG as u64, s.at(8192), 0, 0, 0, 0],
+    )?;
+    t.syscall(
+        "prctl(PR_GET_CHILD_SUBREAPER)",
+        libc::SYS_prctl,
+        [
+            libc::PR_GET_CHILD_SUBREAPER as u64,
+            s.at(8192 + 8),
+            0,
+            0,
+            0,
+            0,
+        ],
+    )?;
+    let mut b = [0u8; 12];
+    t.read_mem(s.at(8192), &mut b)?;
+    Ok((
+        u32::from_le_bytes(b[0..4].try_into().expect("4")),
+        u32::from_le_bytes(b[8..12].try_into().expect("4")) != 0,
+    ))
+}
+
+/// Restore the parent-death signal (except for the root of the tree, whose parent is the
+/// restore command: it may exit at once) and the subreaper flag.
+pub fn restore_prctl(t: &mut impl Tracee, p: &ProcessEntry, root: bool) -> Result<()> {
+    if p.child_subreaper {
+        set(
+            t,
+            "the child subreaper flag",
+            libc::SYS_prctl,
+            [libc::PR_SET_CHILD_SUBREAPER as u64, 1, 0, 0, 0, 0],
+        )?;
+    }
+    if p.pdeath_signal != 0 && !root {
+        set(
+            t,
+            "the parent-death signal",
+            libc::SYS_prctl,
+            [
+                libc::PR_SET_PDEATHSIG as u64,
+                p.pdeath_signal as u64,
+                0,
+                0,
+                0,
+                0,
+            ],
+        )?;
+    }
+    Ok(())
 }
 
 /// The current program break, asked of the process itself (`brk(0)`).

@@ -36,6 +36,12 @@ pub struct ProcessEntry {
     /// prctl(PR_GET_DUMPABLE): changing credentials resets it, so restore sets it after them.
     #[serde(default = "one")]
     pub dumpable: u32,
+    /// prctl(PR_GET_PDEATHSIG): signal on parent death (0 = none).
+    #[serde(default)]
+    pub pdeath_signal: u32,
+    /// prctl(PR_GET_CHILD_SUBREAPER).
+    #[serde(default)]
+    pub child_subreaper: bool,
     /// prctl(PR_SET_NO_NEW_PRIVS) was set.
     #[serde(default)]
     pub no_new_privs: bool,
