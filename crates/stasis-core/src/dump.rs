@@ -285,12 +285,16 @@ fn write_image(
     let mut table = files::FileTable::default();
     let mut total = memory::PagesStats::default();
     let mut xfeatures = 0;
+    // Each process's page file is flushed in the background while the next one is copied;
+    // all are joined before the image is put (which fsyncs everything anyway).
+    let mut flushes = Vec::new();
     for (i, p) in tree.iter_mut().enumerate() {
         if p.zombie {
             write_zombie(p.pid.as_raw(), dir)?;
             continue;
         }
-        let (stats, xf) = collect(p, dir, compress, i == 0, &mut table)?;
+        let (stats, xf, flushing) = collect(p, dir, compress, i == 0, &mut table)?;
+        flushes.push(flushing);
         total.pages += stats.pages;
         total.bytes += stats.bytes;
         total.stored += stats.stored;
@@ -318,6 +322,9 @@ fn write_image(
         parent: None,
     };
     stasis_image::write_record_file(dir, Image::INVENTORY, FileKind::Inventory, &inventory)?;
+    for f in flushes {
+        let _ = f.join();
+    }
     Ok(total)
 }
 
@@ -462,14 +469,18 @@ impl Seized {
     }
 }
 
-/// Capture one seized process into `dir`; returns its page statistics and XCR0.
+/// A page file being flushed in the background.
+type Flushing = std::thread::JoinHandle<std::io::Result<()>>;
+
+/// Capture one seized process into `dir`; returns its page statistics, XCR0 and the flush of
+/// its page file.
 fn collect(
     state: &mut Seized,
     dir: &std::path::Path,
     compress: bool,
     root: bool,
     table: &mut files::FileTable,
-) -> Result<(memory::PagesStats, u64)> {
+) -> Result<(memory::PagesStats, u64, Flushing)> {
     let pid = state.pid.as_raw();
     let src = RealProc;
     let pin = Pinned::new(state.pid);
@@ -649,6 +660,5 @@ fn collect(
         .collect();
     stasis_image::write_record_file(dir, &Image::process_file(pid), FileKind::Process, &entry)?;
     stasis_image::write_record_file(dir, &Image::pagemap_file(pid), FileKind::PageIndex, &index)?;
-    let _ = flushing.join();
-    Ok((stats, xfeatures))
+    Ok((stats, xfeatures, flushing))
 }
