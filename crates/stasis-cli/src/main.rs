@@ -63,6 +63,10 @@ struct RestoreArgs {
     /// Write the restored PID to this file.
     #[arg(long)]
     pidfile: Option<PathBuf>,
+    /// Restore into a fresh PID namespace (when the image's PIDs are taken here); stasis
+    /// provides its init. The pidfile then holds the root's PID as seen from outside.
+    #[arg(long)]
+    pid_ns: bool,
     /// Print the summary as JSON (on stderr, since stdout belongs to the restored process).
     #[arg(long)]
     json: bool,
@@ -154,6 +158,9 @@ fn dump(a: DumpArgs) -> Result<ExitCode> {
 }
 
 fn restore(a: RestoreArgs) -> Result<ExitCode> {
+    if a.pid_ns {
+        return restore_pid_ns(a);
+    }
     let r = stasis::restore(&stasis::RestoreOptions { dir: a.dir.clone() }).with_context(|| {
         format!(
             "restore of {} failed; the image is untouched",
@@ -194,6 +201,47 @@ fn restore(a: RestoreArgs) -> Result<ExitCode> {
             Ok(_) => continue,
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(e).context("waiting for the restored process"),
+        }
+    }
+}
+
+fn write_pidfile(p: &std::path::Path, pid: i32) -> Result<()> {
+    let tmp = p.with_extension("tmp");
+    std::fs::write(&tmp, format!("{pid}\n"))
+        .and_then(|_| std::fs::rename(&tmp, p))
+        .with_context(|| format!("cannot write the pidfile {}", p.display()))
+}
+
+fn restore_pid_ns(a: RestoreArgs) -> Result<ExitCode> {
+    let r = stasis::pidns::restore_in_new_pid_ns(&stasis::RestoreOptions { dir: a.dir.clone() })
+        .with_context(|| {
+            format!(
+                "restore of {} into a new PID namespace failed; the image is untouched",
+                a.dir.display()
+            )
+        })?;
+    if let Some(p) = &a.pidfile {
+        write_pidfile(p, r.root)?;
+    }
+    if a.json {
+        eprintln!("{}", serde_json::to_string(&r)?);
+    }
+    if a.detach {
+        return Ok(ExitCode::SUCCESS);
+    }
+    // The namespace's init exits with the root's status; signals go to it, it forwards them.
+    let init = nix::unistd::Pid::from_raw(r.init);
+    stasis_sys_forward(init)?;
+    loop {
+        match nix::sys::wait::waitpid(init, None) {
+            Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => {
+                return Ok(ExitCode::from(code as u8))
+            }
+            Ok(nix::sys::wait::WaitStatus::Signaled(_, sig, _)) => {
+                return Ok(ExitCode::from(128 + sig as u8))
+            }
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e).context("waiting for the restored tree"),
         }
     }
 }

@@ -390,3 +390,69 @@ fn seccomp_filter_and_strict_mode() {
         r.after
     );
 }
+
+/// With the original still running (its PID taken), `restore --pid-ns` brings the image back
+/// in a fresh PID namespace where it has its saved PID; both run to the end.
+#[test]
+fn pid_ns_restore_beside_the_running_original() {
+    let _g = serial();
+    let bin = build("counter", &[], "counter-static");
+    let c = Case::new();
+    let pf = c.path("pidfile");
+    let mut child = spawn(
+        &c,
+        &[bin.to_str().unwrap(), pf.to_str().unwrap()],
+        "before.out",
+    );
+    let pid = wait_pidfile(&pf, &mut child);
+    std::thread::sleep(Duration::from_millis(150));
+    let o = run_stasis(&[
+        "dump",
+        "--pid",
+        &pid.to_string(),
+        "--dir",
+        c.image().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", o.stderr);
+    let rpf = c.path("restored.pid");
+    let mut r = std::process::Command::new(stasis())
+        .args([
+            "restore",
+            "--pid-ns",
+            "--dir",
+            c.image().to_str().unwrap(),
+            "--pidfile",
+            rpf.to_str().unwrap(),
+        ])
+        .stdout(std::fs::File::create(c.path("after.out")).unwrap())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while !rpf.exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "no pidfile from restore --pid-ns"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let outer: i32 = std::fs::read_to_string(&rpf)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_ne!(outer, pid);
+    let status = std::fs::read_to_string(format!("/proc/{outer}/status")).unwrap();
+    let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
+    assert_eq!(
+        nspid.split_whitespace().last().unwrap(),
+        pid.to_string(),
+        "{nspid}"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    signal(outer, libc::SIGUSR2);
+    assert!(wait_timeout(&mut r, Duration::from_secs(20)).success());
+    signal(pid, libc::SIGUSR2);
+    assert!(wait_timeout(&mut child, Duration::from_secs(20)).success());
+    let after = std::fs::read_to_string(c.path("after.out")).unwrap();
+    assert!(after.contains("tick") && after.contains("done"), "{after}");
+}

@@ -7,6 +7,7 @@ pub mod dump;
 pub mod fake;
 pub mod freeze;
 pub mod kinds;
+pub mod pidns;
 pub mod restore;
 pub mod scratch;
 pub mod tracee;

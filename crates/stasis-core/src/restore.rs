@@ -42,7 +42,7 @@ pub enum RestoreError {
     Arch { arch: String, here: String },
     #[error("pid {pid} in the image has parent {ppid}, which the image does not hold")]
     Orphan { pid: i32, ppid: i32 },
-    #[error("pid {pid} is taken by another process, so the image cannot be restored with its pid; stop that process, or (soon) restore into a fresh PID namespace")]
+    #[error("pid {pid} is taken by another process, so the image cannot be restored with its pid; stop that process, or restore into a fresh PID namespace with --pid-ns")]
     PidTaken { pid: i32 },
     #[error("cannot create a process with pid {pid} (clone3 with set_tid needs root or CAP_CHECKPOINT_RESTORE)")]
     Clone {
