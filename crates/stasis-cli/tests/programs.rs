@@ -327,3 +327,41 @@ fn redis_keeps_its_keys() {
     redis_cli(port, &["shutdown", "nosave"]);
     assert!(wait_timeout(&mut r, Duration::from_secs(20)).success());
 }
+
+/// A Go binary (runtime threads with their own alternate stacks, Go's signal handlers,
+/// goroutines on 8 workers) dumped mid-run finishes with the uninterrupted result.
+#[test]
+fn go_binary_matches_uninterrupted_run() {
+    let _g = serial();
+    let build_dir = Case::new();
+    let bin = build_dir.path("workers");
+    let st = std::process::Command::new("go")
+        .args(["build", "-o"])
+        .arg(&bin)
+        .arg(workloads_dir().join("go/workers.go"))
+        .env("GOCACHE", build_dir.path("gocache"))
+        .env("GOPATH", build_dir.path("gopath"))
+        .status()
+        .expect("go builds (golang-go is installed by .ci/run)");
+    assert!(st.success());
+    let bin = bin.to_str().unwrap().to_string();
+    let c0 = Case::new();
+    let pf0 = c0.path("pidfile");
+    let mut ref_run = spawn(&c0, &[&bin, pf0.to_str().unwrap()], "out");
+    assert!(wait_timeout(&mut ref_run, Duration::from_secs(120)).success());
+    let reference = std::fs::read_to_string(c0.path("out")).unwrap();
+    let c = Case::new();
+    let r = cycle(
+        &c,
+        &[&bin],
+        CycleOpts {
+            settle: Duration::from_millis(700),
+            go: None,
+            timeout: Duration::from_secs(120),
+            ..Default::default()
+        },
+    );
+    r.assert_ok();
+    assert!(r.before.is_empty(), "dumped after the end: {}", r.before);
+    assert_eq!(r.after.trim(), reference.trim());
+}
