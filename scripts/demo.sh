@@ -26,7 +26,8 @@ echo "== stasis dump --pid $job --dir $work/image --kill"
 "$S" dump --pid "$job" --dir "$work/image" --kill
 wait "$job" 2>/dev/null || true
 echo "== the job is gone; the image:"
-"$S" show "$work/image" | head -n 3
+"$S" show "$work/image" > "$work/show.txt"
+head -n 3 "$work/show.txt"
 echo "== stasis restore --dir $work/image"
 got=$("$S" restore --dir "$work/image" | tee /dev/stderr | tail -n 1)
 if [ "$got" = "$expected" ]; then

@@ -87,6 +87,7 @@ struct CheckArgs {
 }
 
 fn main() -> ExitCode {
+    stasis::default_sigpipe();
     let cli = Cli::parse();
     let level = match cli.verbose {
         0 => "warn",

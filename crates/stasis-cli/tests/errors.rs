@@ -414,3 +414,21 @@ fn poke_until_exit(pid: i32, child: &mut std::process::Child) -> std::process::E
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn show_into_a_closed_pipe_ends_quietly() {
+    let golden =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden/v1.0/counter-static");
+    let o = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "'{}' show '{}' | head -n 1",
+            stasis().display(),
+            golden.display()
+        ))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("image "));
+}

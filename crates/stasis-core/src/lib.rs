@@ -14,4 +14,4 @@ pub mod tracee;
 
 pub use dump::{dump, DumpError, DumpOptions, DumpReport};
 pub use restore::{restore, RestoreError, RestoreOptions, Restored};
-pub use stasis_sys::clone::forward_signals;
+pub use stasis_sys::clone::{default_sigpipe, forward_signals};

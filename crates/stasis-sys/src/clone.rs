@@ -114,3 +114,11 @@ pub fn forward_signals(pid: Pid, signals: &[i32]) -> SysResult<()> {
     }
     Ok(())
 }
+
+/// Give SIGPIPE its default action back (Rust programs start with it ignored), so that
+/// `stasis show DIR | head` ends quietly like other command-line tools instead of failing on
+/// a closed pipe.
+pub fn default_sigpipe() {
+    // SAFETY: setting a disposition to SIG_DFL installs no handler code.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}
