@@ -385,6 +385,9 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
                         data.as_ref().map_or(0, |d| d.len)
                     )
                 }
+                Some(stasis_image::FileKindEntry::Pty { index, master, .. }) => {
+                    format!("pty {index} ({})", if *master { "master" } else { "slave" })
+                }
                 Some(stasis_image::FileKindEntry::External { what }) => {
                     format!("{what} (external: the restore command's own)")
                 }

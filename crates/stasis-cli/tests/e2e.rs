@@ -456,3 +456,14 @@ fn pid_ns_restore_beside_the_running_original() {
     let after = std::fs::read_to_string(c.path("after.out")).unwrap();
     assert!(after.contains("tick") && after.contains("done"), "{after}");
 }
+
+#[test]
+fn pty_owned_by_the_process() {
+    let _g = serial();
+    let r = workload("pty", &[]);
+    assert!(
+        r.after.contains("ok pty-flows") && r.after.contains("ok pty-winsize"),
+        "{}",
+        r.after
+    );
+}

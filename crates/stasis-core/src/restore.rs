@@ -139,6 +139,7 @@ fn prepare(img: &Image) -> Result<Prepared> {
         pipes: HashMap::new(),
         unix_peers: HashMap::new(),
         fifos: HashMap::new(),
+        ptys: HashMap::new(),
         all: &img.files.files,
     };
     let mut place = HashMap::new();

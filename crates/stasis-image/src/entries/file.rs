@@ -80,6 +80,15 @@ pub enum FileKindEntry {
         #[serde(default)]
         data: Option<BlobRef>,
     },
+    /// One side of a pseudo-terminal the tree owns: its index (/dev/pts/N), which side, and the
+    /// terminal settings (raw termios, window size).
+    Pty {
+        index: u32,
+        master: bool,
+        #[serde(with = "serde_bytes")]
+        termios: Vec<u8>,
+        winsize: [u16; 4],
+    },
     /// An eventfd: its counter and mode.
     Eventfd { count: u64, semaphore: bool },
     /// A timerfd: clock, unread expirations, time left and period (ns), settime flags.

@@ -14,6 +14,7 @@ pub mod lock;
 pub mod memfd;
 pub mod path;
 pub mod pipe;
+pub mod pty;
 pub mod signalfd;
 pub mod tcp;
 pub mod timerfd;
@@ -97,6 +98,8 @@ pub struct OpenCx<'a> {
     pub dir: &'a Path,
     /// New pipes by saved pipe id: (read end, write end).
     pub pipes: std::collections::HashMap<u64, (OwnedFd, OwnedFd)>,
+    /// New pty masters, by the saved pty index.
+    pub ptys: std::collections::HashMap<u32, OwnedFd>,
     /// FIFOs opened read-write by the restorer, by saved inode (keeps their buffers alive).
     pub fifos: std::collections::HashMap<u64, OwnedFd>,
     /// The other ends of unix socket pairs made so far, by the saved socket inode they stand for.
@@ -258,6 +261,9 @@ fn dump_kind(cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
     if link.starts_with("/memfd:") {
         return memfd::dump(cx);
     }
+    if pty::is_pty(link) {
+        return pty::dump(cx);
+    }
     if link.starts_with('/') {
         if link.ends_with(" (deleted)") {
             return deleted::dump(cx);
@@ -317,6 +323,7 @@ pub fn open(cx: &mut OpenCx, entry: &FileEntry, own_fd: i32) -> Result<OwnedFd, 
         FileKindEntry::UnixSocket { .. } => unix::open(cx, entry),
         FileKindEntry::TcpListen { .. } => tcp::open(entry),
         FileKindEntry::Fifo { .. } => fifo::open(cx, entry),
+        FileKindEntry::Pty { .. } => pty::open(cx, entry),
         FileKindEntry::External { .. } => external::open(entry, own_fd),
     }
 }

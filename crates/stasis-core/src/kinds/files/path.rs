@@ -39,7 +39,7 @@ pub fn dump(cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
             pid: cx.pid,
             fd: cx.fd,
             kind: cx.link.to_string(),
-            why: "terminals other than stdin/stdout/stderr come with process trees",
+            why: "a terminal other than a pty the tree owns (reopening /dev/tty* is not supported yet)",
         });
     }
     Ok(FileKindEntry::Path {
