@@ -95,8 +95,10 @@ type Result<T, E = DumpError> = std::result::Result<T, E>;
 pub fn dump(opts: &DumpOptions) -> Result<DumpReport> {
     let t0 = Instant::now();
     let pid = opts.pid;
-    // Refuse what cannot be dumped before touching anything.
-    process::dump(&RealProc, pid)?;
+    // An unknown pid is refused before anything is created.
+    if !std::path::Path::new(&format!("/proc/{pid}/stat")).exists() {
+        return Err(ProcessError::NoSuchProcess { pid }.into());
+    }
     let staging = LocalStore.stage(&opts.dir)?;
     let mut tree = freeze_tree(Pid::from_raw(pid))?;
     let t_frozen = Instant::now();
@@ -152,16 +154,14 @@ fn freeze_tree(root: Pid) -> Result<Vec<Seized>> {
     while i < todo.len() {
         let pid = todo[i];
         i += 1;
-        let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        // One read of /proc/PID/stat gives both what the process is doing and its parent.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .ok()
-            .and_then(|s| stasis_procfs::stat::parse_stat(&s).ok())
-            .map(|s| s.state);
+            .and_then(|s| stasis_procfs::stat::parse_stat(&s).ok());
+        let state = stat.as_ref().map(|s| s.state);
+        let ppid = stat.as_ref().map_or(0, |s| s.ppid);
         if state == Some('Z') {
             // A zombie cannot be seized: it is kept as its exit status.
-            let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| stasis_procfs::stat::parse_stat(&s).ok())
-                .map_or(0, |s| s.ppid);
             tree.push(Seized {
                 pid,
                 ppid,
@@ -176,7 +176,7 @@ fn freeze_tree(root: Pid) -> Result<Vec<Seized>> {
             release_all(&mut tree);
             return Err(e);
         }
-        match freeze_all(pid, false) {
+        match freeze_all(pid, ppid) {
             Ok(s) => tree.push(s),
             Err(e) => {
                 release_all(&mut tree);
@@ -366,11 +366,7 @@ struct Seized {
 /// Seize and stop every thread of `pid`, rescanning /proc/PID/task until no new thread
 /// appears (a thread may be creating another while we seize). A thread that exits meanwhile
 /// is skipped; any other failure releases what was seized.
-fn freeze_all(pid: Pid, stopped: bool) -> Result<Seized> {
-    let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| stasis_procfs::stat::parse_stat(&s).ok())
-        .map_or(0, |s| s.ppid);
+fn freeze_all(pid: Pid, ppid: i32) -> Result<Seized> {
     let mut seized = Seized {
         pid,
         ppid,
@@ -400,7 +396,7 @@ fn freeze_all(pid: Pid, stopped: bool) -> Result<Seized> {
                 } else {
                     0
                 };
-            match freeze::seize_and_stop(Pid::from_raw(tid), opts, stopped) {
+            match freeze::seize_and_stop(Pid::from_raw(tid), opts) {
                 Ok(f) => seized.threads.push(SeizedThread {
                     tid: f.pid,
                     base: None,

@@ -30,12 +30,10 @@ pub enum FreezeError {
 #[derive(Debug)]
 pub struct Frozen {
     pub pid: Pid,
-    /// The process was in a job-control stop before we took it.
-    pub was_stopped: bool,
 }
 
 /// Seize `pid` (options `opts`) and stop it with PTRACE_INTERRUPT.
-pub fn seize_and_stop(pid: Pid, opts: u32, was_stopped: bool) -> Result<Frozen, FreezeError> {
+pub fn seize_and_stop(pid: Pid, opts: u32) -> Result<Frozen, FreezeError> {
     let raw = pid.as_raw();
     ptrace::seize(pid, opts).map_err(|e| match e {
         Errno::ESRCH => FreezeError::NoSuchProcess { pid: raw },
@@ -79,7 +77,7 @@ pub fn seize_and_stop(pid: Pid, opts: u32, was_stopped: bool) -> Result<Frozen, 
             Err(source) => return Err(FreezeError::Seize { pid: raw, source }),
         }
     }
-    Ok(Frozen { pid, was_stopped })
+    Ok(Frozen { pid })
 }
 
 /// Pins this thread and a tracee to the CPU we run on; restores both affinities on drop.

@@ -68,11 +68,11 @@ pub enum RestoreError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot map the page file {path}")]
-    Mmap {
-        path: PathBuf,
+    #[error("pid {pid}: putting its file descriptors in place failed")]
+    Fds {
+        pid: i32,
         #[source]
-        source: std::io::Error,
+        source: TraceeError,
     },
     #[error("skeleton {pid}: {step}")]
     Skeleton {
@@ -673,13 +673,7 @@ fn rebuild(
 
     // Descriptors: drop what the skeleton inherited below `base`, move the parked ones into
     // place, drop the parked copies.
-    let fds_err = |source| MemoryError::Map {
-        pid: pidn,
-        start: 0,
-        end: 0,
-        what: "file descriptors".into(),
-        source,
-    };
+    let fds_err = |source| RestoreError::Fds { pid: pidn, source };
     t.syscall(
         "close_range",
         libc::SYS_close_range,

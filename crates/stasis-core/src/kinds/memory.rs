@@ -470,8 +470,7 @@ pub fn free_range(saved: &[VmaEntry], also: &[(u64, u64)], len: u64, from: u64) 
 pub const TASK_SIZE: u64 = 0x7fff_ffff_f000;
 
 /// Move the skeleton's special mappings to the image's addresses: each piece goes to a free
-/// temporary place first when its target overlaps where any piece is now. Returns the new vDSO
-/// start.
+/// temporary place first when its target overlaps where any piece is now.
 pub fn move_specials(t: &mut impl Tracee, moves: &[SpecialMove], saved: &[VmaEntry]) -> Result<()> {
     let pid = t.pid();
     let now: Vec<(u64, u64)> = moves.iter().map(|m| (m.from, m.from + m.len)).collect();

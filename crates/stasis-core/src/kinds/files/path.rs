@@ -3,7 +3,7 @@
 
 use super::{reopen_flags, seek, DumpFd, FilesError};
 use stasis_image::{FileEntry, FileKindEntry};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
 pub fn dump(cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
@@ -94,7 +94,6 @@ pub fn open(entry: &FileEntry) -> Result<OwnedFd, FilesError> {
         });
     }
     let fd = OwnedFd::from(f);
-    debug_assert!(fd.as_raw_fd() >= 0);
     seek(&fd, entry.pos);
     Ok(fd)
 }
