@@ -366,3 +366,80 @@ fn go_binary_matches_uninterrupted_run() {
     assert!(r.before.is_empty(), "dumped after the end: {}", r.before);
     assert_eq!(r.after.trim(), reference.trim());
 }
+
+/// A shell that forks short-lived children without pause: children come and go between the
+/// moment the tree is listed and the moment each process is seized. Every dump (leaving the
+/// shell running) must succeed, the shell must go on forking afterwards, and a last dump
+/// --kill restores into a shell that still forks and ends cleanly.
+#[test]
+fn dumps_of_a_tree_with_short_lived_children_all_succeed() {
+    let _g = serial();
+    let c = Case::new();
+    let pf = c.path("pidfile");
+    let count = c.path("count");
+    let script = format!(
+        "echo $$ > {pf}.tmp && mv {pf}.tmp {pf}\n\
+         n=0; while [ ! -e {stop} ]; do /bin/true; sleep 0 & wait; n=$((n+1)); echo $n > {count}; done\n\
+         echo \"stopped after $n\"\n",
+        pf = pf.display(),
+        count = count.display(),
+        stop = c.path("stop").display()
+    );
+    let mut child = spawn(&c, &["bash", "-c", &script], "out");
+    let pid = wait_pidfile(&pf, &mut child);
+    let pid_s = pid.to_string();
+    let read_count = || -> u64 {
+        std::fs::read_to_string(&count)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    for i in 0..25 {
+        let dir = c.path(&format!("img{i}"));
+        let o = run_stasis(&["dump", "--pid", &pid_s, "--dir", dir.to_str().unwrap()]);
+        assert!(
+            o.status.success(),
+            "dump {i} of a forking shell failed: {}",
+            o.stderr
+        );
+        let before = read_count();
+        let t = std::time::Instant::now();
+        while read_count() <= before + 3 {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "the shell stopped forking after dump {i}"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    dump_kill(&c, pid, child);
+    let at_dump = read_count();
+    let mut r = std::process::Command::new(stasis())
+        .args(["restore", "--dir", c.image().to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(c.path("after.out")).unwrap())
+        .stderr(std::fs::File::create(c.path("after.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while read_count() < at_dump + 50 {
+        if let Ok(Some(st)) = r.try_wait() {
+            panic!(
+                "restore ended ({st}) early: {}",
+                std::fs::read_to_string(c.path("after.err")).unwrap_or_default()
+            );
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the restored shell does not fork"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::fs::write(c.path("stop"), "").unwrap();
+    assert!(wait_timeout(&mut r, Duration::from_secs(20)).success());
+    let out = std::fs::read_to_string(c.path("after.out")).unwrap();
+    assert!(
+        out.starts_with("stopped after "),
+        "restored output: {out:?}"
+    );
+}

@@ -178,6 +178,26 @@ fn freeze_tree(root: Pid) -> Result<Vec<Seized>> {
         }
         match freeze_all(pid, ppid) {
             Ok(s) => tree.push(s),
+            // A child that exited between the /proc read and the seize (a shell's short-lived
+            // `sleep`, say): its parent is frozen, so it stays a zombie we keep as such, or,
+            // if the parent ignores SIGCHLD, it is gone and no longer part of the tree.
+            Err(e) if pid != root => match task_state(pid.as_raw(), pid.as_raw()) {
+                Some('Z') => {
+                    tree.push(Seized {
+                        pid,
+                        ppid,
+                        threads: Vec::new(),
+                        gadget: 0,
+                        zombie: true,
+                    });
+                    continue;
+                }
+                None | Some('X') => continue,
+                Some(_) => {
+                    release_all(&mut tree);
+                    return Err(e);
+                }
+            },
             Err(e) => {
                 release_all(&mut tree);
                 return Err(e);
@@ -402,8 +422,10 @@ fn freeze_all(pid: Pid, ppid: i32) -> Result<Seized> {
                     base: None,
                     sigmask: None,
                 }),
-                Err(FreezeError::NoSuchProcess { .. } | FreezeError::Gone { .. })
-                    if tid != pid.as_raw() => {}
+                // A thread that exits while we freeze its siblings is not part of the image.
+                Err(_)
+                    if tid != pid.as_raw()
+                        && matches!(task_state(pid.as_raw(), tid), None | Some('Z' | 'X')) => {}
                 Err(e) => {
                     seized.release(true);
                     return Err(e.into());
@@ -416,6 +438,12 @@ fn freeze_all(pid: Pid, ppid: i32) -> Result<Seized> {
         .threads
         .sort_by_key(|t| (t.tid != pid, t.tid.as_raw()));
     Ok(seized)
+}
+
+/// The state letter of thread `tid` of `pid` (/proc/PID/task/TID/stat), None if it is gone.
+fn task_state(pid: i32, tid: i32) -> Option<char> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+    stasis_procfs::stat::parse_stat(&s).ok().map(|s| s.state)
 }
 
 /// Thread ids of `pid`, from /proc/PID/task.
