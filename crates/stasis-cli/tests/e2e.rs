@@ -247,6 +247,96 @@ fn restore_detach_returns_and_process_runs_on_its_own() {
     );
 }
 
+/// The state letter of /proc/PID/stat.
+fn proc_state(pid: i32) -> char {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    s[s.rfind(')').unwrap() + 2..].chars().next().unwrap()
+}
+
+/// A process in a job-control stop (SIGSTOP) is dumped as it is (a dump that leaves it
+/// running leaves it stopped) and comes back stopped: it prints nothing until SIGCONT, then
+/// goes on counting without a gap.
+#[test]
+fn stopped_process_comes_back_stopped() {
+    let _g = serial();
+    let c = Case::new();
+    let bin = build("counter", &[], "counter-static");
+    let pf = c.path("pidfile");
+    let mut child = spawn(
+        &c,
+        &[bin.to_str().unwrap(), pf.to_str().unwrap()],
+        "before.out",
+    );
+    let pid = wait_pidfile(&pf, &mut child);
+    std::thread::sleep(Duration::from_millis(150));
+    signal(pid, libc::SIGSTOP);
+    let t = std::time::Instant::now();
+    while proc_state(pid) != 'T' {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "SIGSTOP did not stop it"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // A dump that leaves it running leaves it stopped, too.
+    let printed = std::fs::read_to_string(c.path("before.out")).unwrap();
+    let o = run_stasis(&[
+        "dump",
+        "--pid",
+        &pid.to_string(),
+        "--dir",
+        c.path("first").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", o.stderr);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(proc_state(pid), 'T', "the dump woke the stopped process");
+    assert_eq!(
+        std::fs::read_to_string(c.path("before.out")).unwrap(),
+        printed
+    );
+    dump_kill(&c, pid, child);
+    let rpid = c.path("restored.pid");
+    let mut r = std::process::Command::new(stasis())
+        .args([
+            "restore",
+            "--dir",
+            c.image().to_str().unwrap(),
+            "--pidfile",
+            rpid.to_str().unwrap(),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(c.path("after.out")).unwrap())
+        .stderr(std::fs::File::create(c.path("after.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while !rpid.exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "restore did not start"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(proc_state(pid), 'T', "the restored process is not stopped");
+    assert_eq!(
+        std::fs::read_to_string(c.path("after.out")).unwrap(),
+        "",
+        "the restored process ran while it should be stopped"
+    );
+    signal(pid, libc::SIGCONT);
+    std::thread::sleep(Duration::from_millis(200));
+    signal(pid, libc::SIGUSR2);
+    let st = wait_timeout(&mut r, Duration::from_secs(20));
+    assert!(st.success(), "restore: {st}");
+    let after = std::fs::read_to_string(c.path("after.out")).unwrap();
+    assert!(after.contains("tick") && after.contains("done"), "{after}");
+    assert_continuous(
+        &std::fs::read_to_string(c.path("before.out")).unwrap(),
+        &after,
+    );
+}
+
 #[test]
 fn foreground_restore_forwards_sigterm_and_reports_the_death() {
     let _g = serial();

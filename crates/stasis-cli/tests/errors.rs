@@ -65,6 +65,36 @@ fn dump_of_unknown_pid_names_it() {
 }
 
 #[test]
+fn dump_of_a_zombie_says_there_is_nothing_to_dump() {
+    let _g = serial();
+    let c = Case::new();
+    // A child that exits at once and stays unreaped until we wait for it.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id() as i32;
+    let t = std::time::Instant::now();
+    while alive(pid) {
+        assert!(t.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let o = run_stasis(&[
+        "dump",
+        "--pid",
+        &pid.to_string(),
+        "--dir",
+        c.image().to_str().unwrap(),
+    ]);
+    child.wait().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        o.stderr.contains(&format!("pid {pid} is a zombie")),
+        "{}",
+        o.stderr
+    );
+    assert!(!c.image().exists());
+    no_leftovers(&c.image());
+}
+
+#[test]
 fn dump_into_nonempty_dir_is_refused_and_process_runs_on() {
     let _g = serial();
     let (c, pid, child) = counter();

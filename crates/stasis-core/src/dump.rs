@@ -69,12 +69,10 @@ pub enum DumpError {
         #[source]
         source: stasis_procfs::ParseError,
     },
-    #[error("pid {pid} is a zombie (exited, not yet reaped by its parent); zombies in a tree are not supported yet")]
+    #[error("pid {pid} is a zombie (it exited and waits for its parent to reap it): there is nothing left to dump")]
     Zombie { pid: i32 },
     #[error("pid {pid} thread {tid} has credentials of its own; per-thread credentials are not supported yet")]
     ThreadCreds { pid: i32, tid: i32 },
-    #[error("pid {pid} is in a job-control stop (SIGSTOP); dumping stopped processes is not supported yet: continue it (kill -CONT {pid}) first")]
-    Stopped { pid: i32 },
     #[error("pid {pid}: cannot open a pidfd")]
     Pidfd {
         pid: i32,
@@ -160,6 +158,10 @@ fn freeze_tree(root: Pid) -> Result<Vec<Seized>> {
             .and_then(|s| stasis_procfs::stat::parse_stat(&s).ok());
         let state = stat.as_ref().map(|s| s.state);
         let ppid = stat.as_ref().map_or(0, |s| s.ppid);
+        if state == Some('Z') && pid == root {
+            release_all(&mut tree);
+            return Err(DumpError::Zombie { pid: pid.as_raw() });
+        }
         if state == Some('Z') {
             // A zombie cannot be seized: it is kept as its exit status.
             tree.push(Seized {
@@ -168,13 +170,9 @@ fn freeze_tree(root: Pid) -> Result<Vec<Seized>> {
                 threads: Vec::new(),
                 gadget: 0,
                 zombie: true,
+                stopped: false,
             });
             continue;
-        }
-        if state == Some('T') {
-            let e = DumpError::Stopped { pid: pid.as_raw() };
-            release_all(&mut tree);
-            return Err(e);
         }
         match freeze_all(pid, ppid) {
             Ok(s) => tree.push(s),
@@ -189,6 +187,7 @@ fn freeze_tree(root: Pid) -> Result<Vec<Seized>> {
                         threads: Vec::new(),
                         gadget: 0,
                         zombie: true,
+                        stopped: false,
                     });
                     continue;
                 }
@@ -368,6 +367,7 @@ fn wait_gone(pid: i32, limit: Duration) {
 /// One seized thread and what must be put back before it runs again.
 struct SeizedThread {
     tid: Pid,
+    job_stopped: bool,
     base: Option<ptrace::Regs>,
     sigmask: Option<u64>,
 }
@@ -381,6 +381,8 @@ struct Seized {
     gadget: u64,
     /// An exited, unreaped process: nothing is seized.
     zombie: bool,
+    /// In a job-control stop when seized.
+    stopped: bool,
 }
 
 /// Seize and stop every thread of `pid`, rescanning /proc/PID/task until no new thread
@@ -393,6 +395,7 @@ fn freeze_all(pid: Pid, ppid: i32) -> Result<Seized> {
         threads: Vec::new(),
         gadget: 0,
         zombie: false,
+        stopped: false,
     };
     loop {
         let tids = list_tasks(pid.as_raw());
@@ -418,6 +421,7 @@ fn freeze_all(pid: Pid, ppid: i32) -> Result<Seized> {
                 };
             match freeze::seize_and_stop(Pid::from_raw(tid), opts) {
                 Ok(f) => seized.threads.push(SeizedThread {
+                    job_stopped: f.job_stopped,
                     tid: f.pid,
                     base: None,
                     sigmask: None,
@@ -437,6 +441,7 @@ fn freeze_all(pid: Pid, ppid: i32) -> Result<Seized> {
     seized
         .threads
         .sort_by_key(|t| (t.tid != pid, t.tid.as_raw()));
+    seized.stopped = seized.threads.first().is_some_and(|t| t.job_stopped);
     Ok(seized)
 }
 
@@ -520,7 +525,9 @@ fn collect(
         })?;
         outside.push(o);
     }
-    let info = process::dump(&src, pid)?;
+    let mut info = process::dump(&src, pid)?;
+    // /proc shows a traced process as 't' now; what it was before we came is in our records.
+    info.entry.stopped = state.stopped;
     // Threads share the leader's credentials on restore; one with its own would be restored
     // wrong, so it is refused (not silently changed).
     for th in &state.threads[1..] {

@@ -30,6 +30,9 @@ pub enum FreezeError {
 #[derive(Debug)]
 pub struct Frozen {
     pub pid: Pid,
+    /// The thread was in a job-control stop (SIGSTOP, SIGTSTP, ...): its first report was a
+    /// group stop, not our interrupt.
+    pub job_stopped: bool,
 }
 
 /// Seize `pid` (options `opts`) and stop it with PTRACE_INTERRUPT.
@@ -55,10 +58,10 @@ pub fn seize_and_stop(pid: Pid, opts: u32) -> Result<Frozen, FreezeError> {
         source => FreezeError::Seize { pid: raw, source },
     })?;
     ptrace::interrupt(pid).map_err(|source| FreezeError::Seize { pid: raw, source })?;
-    loop {
+    let job_stopped = loop {
         match ptrace::wait(pid, false) {
-            Ok(Some((_, WaitStatus::Stopped { event, .. }))) if event == ptrace::EVENT_STOP => {
-                break
+            Ok(Some((_, WaitStatus::Stopped { event, sig }))) if event == ptrace::EVENT_STOP => {
+                break sig != libc::SIGTRAP;
             }
             Ok(Some((_, WaitStatus::Stopped { sig, .. }))) => {
                 // A signal arrived before our interrupt: let it be delivered (it is not ours
@@ -76,8 +79,8 @@ pub fn seize_and_stop(pid: Pid, opts: u32) -> Result<Frozen, FreezeError> {
             }
             Err(source) => return Err(FreezeError::Seize { pid: raw, source }),
         }
-    }
-    Ok(Frozen { pid })
+    };
+    Ok(Frozen { pid, job_stopped })
 }
 
 /// Pins this thread and a tracee to the CPU we run on; restores both affinities on drop.

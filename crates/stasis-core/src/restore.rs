@@ -421,20 +421,28 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     for (t, status) in zombies {
         finish_zombie(t, status)?;
     }
+    // Processes that were in a job-control stop at dump time stay stopped: a SIGSTOP queued
+    // while they are still traced starts a group stop they enter on detach, before running
+    // one more instruction.
+    for p in img
+        .processes
+        .iter()
+        .filter(|p| p.stopped && p.zombie.is_none())
+    {
+        ptrace::kill(Pid::from_raw(p.pid), libc::SIGSTOP).map_err(|source| {
+            RestoreError::Skeleton {
+                pid: p.pid,
+                step: "kill(SIGSTOP)",
+                source,
+            }
+        })?;
+    }
     for tid in all_threads {
         ptrace::detach(tid, 0).map_err(|source| RestoreError::Skeleton {
             pid: tid.as_raw(),
             step: "PTRACE_DETACH",
             source,
         })?;
-    }
-    // Processes that were in a job-control stop at dump time stay stopped.
-    for p in img
-        .processes
-        .iter()
-        .filter(|p| p.stopped && p.zombie.is_none())
-    {
-        let _ = ptrace::kill(Pid::from_raw(p.pid), libc::SIGSTOP);
     }
     guard.armed = false;
     Ok(Restored {

@@ -146,6 +146,16 @@ impl PtraceTracee {
                         source,
                     })?;
                 }
+                // A trap queued before we took over (PTRACE_INTERRUPT of a thread that was
+                // already in a job-control stop reports twice): it comes before the thread
+                // runs anything, so the registers we set still stand; step again.
+                WaitStatus::Stopped { event, .. } if event == ptrace::EVENT_STOP => {
+                    ptrace::syscall(self.pid, 0).map_err(|source| TraceeError::Ptrace {
+                        pid: self.pid.as_raw(),
+                        step: what,
+                        source,
+                    })?;
+                }
                 other => {
                     return Err(TraceeError::UnexpectedStop {
                         pid: self.pid.as_raw(),
