@@ -401,6 +401,15 @@ fn threads_each_with_its_own_state_and_wait() {
     assert!(r.after.contains("ok tids"), "{}", r.after);
 }
 
+/// A thread that dropped to another user with the raw syscall (credentials are per thread)
+/// gets its own credentials back, while the main thread stays root.
+#[test]
+fn thread_with_credentials_of_its_own() {
+    let _g = serial();
+    let r = workload("thread_creds", &[]);
+    assert!(r.after.contains("ok worker-own-credentials"), "{}", r.after);
+}
+
 #[test]
 fn process_tree_with_shared_pipe_and_memory() {
     let _g = serial();

@@ -10,8 +10,8 @@ use crate::kinds::{signal, thread};
 use crate::scratch::Scratch;
 use crate::tracee::{find_gadget, resume_regs, PtraceTracee, Tracee, TraceeError};
 use stasis_image::{
-    FileKind, FilesEntry, Image, InventoryEntry, PageIndexEntry, PagesWriter, SiginfoEntry,
-    ThreadEntry, VmaKind,
+    CredsEntry, FileKind, FilesEntry, Image, InventoryEntry, PageIndexEntry, PagesWriter,
+    SiginfoEntry, ThreadEntry, VmaKind,
 };
 use stasis_procfs::{ProcSource, RealProc};
 use stasis_store::{LocalStore, Store, StoreError};
@@ -71,8 +71,6 @@ pub enum DumpError {
     },
     #[error("pid {pid} is a zombie (it exited and waits for its parent to reap it): there is nothing left to dump")]
     Zombie { pid: i32 },
-    #[error("pid {pid} thread {tid} has credentials of its own; per-thread credentials are not supported yet")]
-    ThreadCreds { pid: i32, tid: i32 },
     #[error("pid {pid}: cannot open a pidfd")]
     Pidfd {
         pid: i32,
@@ -528,21 +526,22 @@ fn collect(
     let mut info = process::dump(&src, pid)?;
     // /proc shows a traced process as 't' now; what it was before we came is in our records.
     info.entry.stopped = state.stopped;
-    // Threads share the leader's credentials on restore; one with its own would be restored
-    // wrong, so it is refused (not silently changed).
-    for th in &state.threads[1..] {
-        let tid = th.tid.as_raw();
-        let text =
-            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).unwrap_or_default();
-        if let Ok(st) = stasis_procfs::status::parse_status(&text) {
-            if st.uid != info.status.uid
-                || st.gid != info.status.gid
-                || st.groups != info.status.groups
-            {
-                return Err(DumpError::ThreadCreds { pid, tid });
-            }
-        }
-    }
+    // A thread may hold credentials of its own (raw setresuid changes one thread only).
+    let own_creds: Vec<Option<CredsEntry>> = state
+        .threads
+        .iter()
+        .map(|th| {
+            let tid = th.tid.as_raw();
+            let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).ok()?;
+            let st = stasis_procfs::status::parse_status(&text).ok()?;
+            let c = CredsEntry {
+                uid: st.uid,
+                gid: st.gid,
+                groups: st.groups,
+            };
+            (tid != pid && c != info.entry.creds).then_some(c)
+        })
+        .collect();
     let smaps_text = src
         .read_string(Some(pid), "smaps")
         .map_err(|source| ProcessError::Read {
@@ -673,21 +672,25 @@ fn collect(
         .into_iter()
         .zip(per_thread)
         .zip(std::iter::once(&*t).chain(others.iter()))
-        .map(|((o, (clear_child_tid, altstack)), tr)| ThreadEntry {
-            tid: tr.pid(),
-            comm: std::fs::read_to_string(format!("/proc/{pid}/task/{}/comm", tr.pid()))
-                .map(|c| c.trim_end_matches('\n').to_string())
-                .unwrap_or_default(),
-            regs: thread::regs_entry(tr.base_regs()),
-            xstate: o.xstate,
-            sigmask: o.sigmask,
-            pending: o.pending,
-            rseq: o.rseq,
-            robust_list: o.robust.0,
-            robust_list_len: o.robust.1,
-            clear_child_tid,
-            altstack,
-        })
+        .zip(own_creds)
+        .map(
+            |(((o, (clear_child_tid, altstack)), tr), creds)| ThreadEntry {
+                tid: tr.pid(),
+                comm: std::fs::read_to_string(format!("/proc/{pid}/task/{}/comm", tr.pid()))
+                    .map(|c| c.trim_end_matches('\n').to_string())
+                    .unwrap_or_default(),
+                regs: thread::regs_entry(tr.base_regs()),
+                xstate: o.xstate,
+                sigmask: o.sigmask,
+                pending: o.pending,
+                rseq: o.rseq,
+                robust_list: o.robust.0,
+                robust_list_len: o.robust.1,
+                clear_child_tid,
+                altstack,
+                creds,
+            },
+        )
         .collect();
     stasis_image::write_record_file(dir, &Image::process_file(pid), FileKind::Process, &entry)?;
     stasis_image::write_record_file(dir, &Image::pagemap_file(pid), FileKind::PageIndex, &index)?;

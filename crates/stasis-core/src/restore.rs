@@ -740,10 +740,9 @@ fn rebuild(
     thread::restore_inside(&mut t, s, th)?;
     signal::queue_signals(&mut t, s, Some(th.tid), &th.pending)?;
     signal::queue_signals(&mut t, s, None, &p.shared_pending)?;
-    process::restore_creds(&mut t, s, &p.creds)?;
-    process::restore_dumpable(&mut t, p.dumpable)?;
-    process::restore_prctl(&mut t, p, p.pid == img.processes[0].pid)?;
-    // The other threads, cloned from the leader: they inherit its credentials.
+    // The other threads, cloned from the leader while it still has our privileges (clone3
+    // with a TID needs them); each then takes its credentials, its own or the process's
+    // (credentials are per thread to the kernel).
     let mut threads = Vec::new();
     for th in &p.threads[1..] {
         let tid = thread::create_thread(&mut t, s, th.tid)?;
@@ -752,7 +751,16 @@ fn rebuild(
         tt.set_gadget(t.gadget());
         thread::restore_inside(&mut tt, s, th)?;
         signal::queue_signals(&mut tt, s, Some(th.tid), &th.pending)?;
+        process::restore_creds(&mut tt, s, th.creds.as_ref().unwrap_or(&p.creds))?;
+        // no_new_privs is per thread too (seccomp filters reach every thread by TSYNC).
+        if p.no_new_privs {
+            process::restore_no_new_privs(&mut tt)?;
+        }
     }
+    process::restore_creds(&mut t, s, &p.creds)?;
+    // Changing credentials resets the dumpable flag: it goes after every thread's.
+    process::restore_dumpable(&mut t, p.dumpable)?;
+    process::restore_prctl(&mut t, p, p.pid == img.processes[0].pid)?;
     // POSIX timers last among the process's own state: a thread-directed one needs its thread.
     signal::restore_posix_timers(&mut t, s, &p.posix_timers)?;
     s.unmap(&mut t)?;

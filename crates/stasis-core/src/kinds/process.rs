@@ -451,18 +451,24 @@ pub fn dump_seccomp(pid: i32, tid: Pid) -> Result<Vec<stasis_image::SeccompFilte
     Ok(v)
 }
 
+/// prctl(PR_SET_NO_NEW_PRIVS) in the traced thread.
+pub fn restore_no_new_privs(t: &mut impl Tracee) -> Result<()> {
+    set(
+        t,
+        "no_new_privs",
+        libc::SYS_prctl,
+        [libc::PR_SET_NO_NEW_PRIVS as u64, 1, 0, 0, 0, 0],
+    )
+    .map(drop)
+}
+
 /// no_new_privs and seccomp, the very last things a process gets: after them a filter could
 /// forbid the remote syscalls restore still needs. Filters are installed oldest first with
 /// SECCOMP_FILTER_FLAG_TSYNC (all threads); their programs are written just below the saved
 /// stack pointer of the leader (below the red zone: dead stack). Strict mode is a prctl.
 pub fn restore_seccomp(t: &mut impl Tracee, p: &ProcessEntry, stack_low: u64) -> Result<()> {
     if p.no_new_privs {
-        set(
-            t,
-            "no_new_privs",
-            libc::SYS_prctl,
-            [libc::PR_SET_NO_NEW_PRIVS as u64, 1, 0, 0, 0, 0],
-        )?;
+        restore_no_new_privs(t)?;
     }
     let rsp = p.threads.first().map_or(0, |th| th.regs.rsp);
     for f in &p.seccomp_filters {

@@ -1,7 +1,7 @@
 //! One thread: registers, extended CPU state, signal mask and queue, per-thread kernel
 //! registrations (rseq, robust futex list, clear_child_tid, sigaltstack).
 
-use crate::entries::SiginfoEntry;
+use crate::entries::{CredsEntry, SiginfoEntry};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +22,10 @@ pub struct ThreadEntry {
     pub robust_list_len: u64,
     pub clear_child_tid: u64,
     pub altstack: AltStackEntry,
+    /// The thread's own credentials, when they differ from the process's (a raw setresuid
+    /// changes one thread only); None: the process's.
+    #[serde(default)]
+    pub creds: Option<CredsEntry>,
 }
 
 /// x86_64 `user_regs_struct`, field by field.
