@@ -410,6 +410,15 @@ fn thread_with_credentials_of_its_own() {
     assert!(r.after.contains("ok worker-own-credentials"), "{}", r.after);
 }
 
+/// SysV shared memory: same ids and key, size, mode, attach counts, read-only attaches,
+/// a segment removed while attached, and a page only the segment holds (written by a
+/// process that exited).
+#[test]
+fn sysv_shared_memory_keeps_ids_attaches_and_pages() {
+    let _g = serial();
+    workload("sysv_shm", &[]);
+}
+
 #[test]
 fn process_tree_with_shared_pipe_and_memory() {
     let _g = serial();

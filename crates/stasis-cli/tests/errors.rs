@@ -462,3 +462,70 @@ fn show_into_a_closed_pipe_ends_quietly() {
     assert!(!err.contains("panicked"), "{err}");
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("image "));
 }
+
+/// A SysV segment of the image that running processes still attach cannot be recreated:
+/// restore says so, naming the segment, and leaves no process; once it is free, restore works
+/// and the tree finds its segments intact.
+#[test]
+fn sysv_segment_still_attached_is_refused_then_restored() {
+    let _g = serial();
+    let bin = build("sysv_shm", &[], "sysv_shm");
+    let c = Case::new();
+    let pf = c.path("pidfile");
+    let mut child = spawn(
+        &c,
+        &[bin.to_str().unwrap(), pf.to_str().unwrap()],
+        "before.out",
+    );
+    let pid = wait_pidfile(&pf, &mut child);
+    dump_kill(&c, pid, child);
+    // The workload's key is 0x5a000000 | (pid & 0xffffff); the killed tree left it behind.
+    let key = 0x5a00_0000 | (pid & 0xff_ffff);
+    // Another process attaches it (python's ctypes: shmget, shmat read-only), then waits.
+    let mut holder = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import ctypes,sys\n\
+             l=ctypes.CDLL(None); l.shmat.restype=ctypes.c_void_p\n\
+             i=l.shmget(int(sys.argv[1]),0,0)\n\
+             a=l.shmat(i,None,0o10000)\n\
+             print(i if a not in (None, 2**64-1) else -1, flush=True)\n\
+             sys.stdin.read()",
+            &key.to_string(),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let id: i32 = line.trim().parse().unwrap();
+    assert!(
+        id >= 0,
+        "the killed tree's segment is gone or cannot be attached"
+    );
+    restore_fails_with(&c, pid, &format!("segment {id}"));
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
+    let r = std::process::Command::new(stasis())
+        .args(["restore", "--dir", c.image().to_str().unwrap()])
+        .stdout(std::fs::File::create(c.path("after.out")).unwrap())
+        .stderr(std::fs::File::create(c.path("after.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut r = r;
+    let t = std::time::Instant::now();
+    while !alive(pid) {
+        assert!(t.elapsed() < Duration::from_secs(20), "no restore");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    signal(pid, libc::SIGUSR2);
+    let st = wait_timeout(&mut r, Duration::from_secs(20));
+    let out = std::fs::read_to_string(c.path("after.out")).unwrap();
+    assert!(st.success() && !out.contains("FAIL"), "{st}\n{out}");
+}

@@ -6,7 +6,7 @@ use crate::freeze::{self, FreezeError, Pinned};
 use crate::kinds::files::{self, FilesError};
 use crate::kinds::memory::{self, MemoryError};
 use crate::kinds::process::{self, ProcessError};
-use crate::kinds::{signal, thread};
+use crate::kinds::{signal, sysvshm, thread};
 use crate::scratch::Scratch;
 use crate::tracee::{find_gadget, resume_regs, PtraceTracee, Tracee, TraceeError};
 use stasis_image::{
@@ -300,6 +300,7 @@ fn write_image(
     compress: bool,
 ) -> Result<memory::PagesStats> {
     let mut table = files::FileTable::default();
+    let mut shmem_seen = memory::ShmemSeen::default();
     let mut total = memory::PagesStats::default();
     let mut xfeatures = 0;
     // Each process's page file is flushed in the background while the next one is copied;
@@ -310,7 +311,7 @@ fn write_image(
             write_zombie(p.pid.as_raw(), dir)?;
             continue;
         }
-        let (stats, xf, flushing) = collect(p, dir, compress, i == 0, &mut table)?;
+        let (stats, xf, flushing) = collect(p, dir, compress, i == 0, &mut table, &mut shmem_seen)?;
         flushes.push(flushing);
         total.pages += stats.pages;
         total.bytes += stats.bytes;
@@ -507,6 +508,7 @@ fn collect(
     compress: bool,
     root: bool,
     table: &mut files::FileTable,
+    shmem_seen: &mut memory::ShmemSeen,
 ) -> Result<(memory::PagesStats, u64, Flushing)> {
     let pid = state.pid.as_raw();
     let src = RealProc;
@@ -552,6 +554,7 @@ fn collect(
     let smaps = stasis_procfs::smaps::parse_smaps(&smaps_text)
         .map_err(|source| DumpError::Smaps { pid, source })?;
     let mut vmas = memory::classify(&smaps);
+    sysvshm::link(pid, &mut vmas)?;
     let shared_pending = ptrace::peek_siginfo(state.pid, true)
         .map_err(|source| TraceeError::Ptrace {
             pid,
@@ -634,7 +637,7 @@ fn collect(
 
     // Memory.
     let t_mem = Instant::now();
-    let regions = memory::pages_to_save(pid, &vmas)?;
+    let regions = memory::pages_to_save(pid, &vmas, shmem_seen)?;
     tracing::debug!(pid, regions = regions.len(), took = ?t_mem.elapsed(), "scanned for pages to save");
     let mut writer = PagesWriter::create(dir, &Image::pages_file(pid))?;
     let mut index = PageIndexEntry {

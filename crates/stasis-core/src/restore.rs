@@ -7,7 +7,7 @@ use crate::freeze::Pinned;
 use crate::kinds::files::{self, FilesError};
 use crate::kinds::memory::{self, MemoryError, TASK_SIZE};
 use crate::kinds::process::{self, ProcessError};
-use crate::kinds::{signal, thread};
+use crate::kinds::{signal, sysvshm, thread};
 use crate::scratch::{Scratch, SCRATCH_LEN};
 use crate::tracee::{find_gadget, wait_stop, PtraceTracee, Tracee, TraceeError};
 use stasis_image::{Image, VmaEntry, VmaKind};
@@ -240,6 +240,9 @@ fn prepare(img: &Image) -> Result<Prepared> {
     // One object per shared anonymous region, however many processes map it.
     let mut sizes: HashMap<u64, u64> = HashMap::new();
     for v in img.processes.iter().flat_map(|p| &p.vmas) {
+        if v.sysv.is_some() {
+            continue;
+        }
         if let Some(id) = v.shmem {
             let e = sizes.entry(id).or_default();
             *e = (*e).max(v.pgoff + v.len());
@@ -309,6 +312,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
         }
     }
     let prep = prepare(&img)?;
+    let segments = sysvshm::Segments::recreate(&img)?;
 
     // The root skeleton, forked from us with the saved PID.
     let (ready_r, ready_w) = nix::unistd::pipe().map_err(|source| RestoreError::Skeleton {
@@ -421,6 +425,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     for (t, status) in zombies {
         finish_zombie(t, status)?;
     }
+    segments.finish()?;
     // Processes that were in a job-control stop at dump time stay stopped: a SIGSTOP queued
     // while they are still traced starts a group stop they enter on detach, before running
     // one more instruction.
@@ -656,7 +661,11 @@ fn rebuild(
         })?;
     let s = Scratch::map(&mut t, scratch_at)?;
 
-    for v in &p.vmas {
+    for (i, v) in p.vmas.iter().enumerate() {
+        if v.sysv.is_some() {
+            sysvshm::attach(&mut t, &p.vmas, i)?;
+            continue;
+        }
         let fd = match v.kind {
             VmaKind::Vdso | VmaKind::Vvar | VmaKind::VvarVclock | VmaKind::Vsyscall => continue,
             VmaKind::SharedAnon => v.shmem.and_then(|id| prep.shmem.get(&id)).copied(),
@@ -672,9 +681,17 @@ fn rebuild(
             }
             _ => None,
         };
-        memory::map_vma(&mut t, v, fd)?;
+        if v.kind == VmaKind::SharedAnon && v.prot & libc::PROT_WRITE as u32 == 0 {
+            // Writable until its pages are in (see memory::protect_shared).
+            let mut w = v.clone();
+            w.prot |= (libc::PROT_READ | libc::PROT_WRITE) as u32;
+            memory::map_vma(&mut t, &w, fd)?;
+        } else {
+            memory::map_vma(&mut t, v, fd)?;
+        }
     }
     let stats = memory::restore_pages(&mut t, &p.vmas, pm, pages)?;
+    memory::protect_shared(&mut t, &p.vmas)?;
     process::restore_mm(&mut t, s, &p.mm, prep.exe[&p.pid])?;
     let tree: Vec<i32> = img.processes.iter().map(|q| q.pid).collect();
     process::restore_basics(&mut t, s, p, prep.cwd[&p.pid], &tree)?;

@@ -20,6 +20,7 @@ pub mod smaps;
 pub mod source;
 pub mod stat;
 pub mod status;
+pub mod sysvipc;
 pub mod timers;
 pub mod unixdiag;
 

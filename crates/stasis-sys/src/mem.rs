@@ -149,3 +149,43 @@ pub fn shared_anon_fd(len: usize) -> std::io::Result<std::os::fd::OwnedFd> {
     unsafe { libc::munmap(addr, len) };
     Ok(file?.into())
 }
+
+/// Which pages of a shared memory object (`fd`, a shmem file or a SysV segment opened through
+/// /proc/PID/map_files) are in memory, from `offset` for `len` bytes (both page-aligned): one
+/// bool per page. The object is mapped here read-only for mincore(2) and unmapped again;
+/// mincore reports the object's pages, whichever process faulted them in.
+pub fn resident_pages(
+    fd: &impl std::os::fd::AsRawFd,
+    offset: u64,
+    len: usize,
+) -> std::io::Result<Vec<bool>> {
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    // SAFETY: a fresh read-only shared mapping at an address the kernel picks; nothing else
+    // refers to it, and it is unmapped below.
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            fd.as_raw_fd(),
+            offset as libc::off_t,
+        )
+    };
+    if addr == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error());
+    }
+    let pages = len.div_ceil(4096);
+    let mut vec = vec![0u8; pages];
+    // SAFETY: `addr..addr+len` is the mapping made above; `vec` holds one byte per page.
+    let r = unsafe { libc::mincore(addr, len, vec.as_mut_ptr()) };
+    let err = std::io::Error::last_os_error();
+    // SAFETY: unmapping exactly the mapping made above.
+    unsafe { libc::munmap(addr, len) };
+    if r < 0 {
+        return Err(err);
+    }
+    Ok(vec.into_iter().map(|b| b & 1 != 0).collect())
+}

@@ -62,6 +62,21 @@ pub enum MemoryError {
     Image(#[from] stasis_image::ImageError),
     #[error(transparent)]
     Tracee(#[from] TraceeError),
+    #[error("SysV shared memory segment {id}: {what}")]
+    Sysv {
+        id: i32,
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("SysV shared memory segment {id} (key {key:#x}) cannot be recreated: {why}")]
+    SysvTaken { id: i32, key: i32, why: String },
+    #[error("pid {pid}: the SysV shared memory attach at {start:#x} belongs to another IPC namespace than stasis'; run stasis in the process's IPC namespace (nsenter --ipc --target {pid})")]
+    SysvForeignNamespace { pid: i32, start: u64 },
+    #[error("pid {pid}: the SysV shared memory segment {id} attached at {start:#x} is not in /proc/sysvipc/shm")]
+    SysvUnknown { pid: i32, start: u64, id: i32 },
+    #[error("pid {pid}: the SysV shared memory attach at {start:#x} does not start at the segment's beginning (offset {pgoff:#x}); partly detached segments are not supported")]
+    SysvPartial { pid: i32, start: u64, pgoff: u64 },
     #[error("pid {pid}: restoring the mapping {start:#x}-{end:#x} ({what})")]
     Map {
         pid: i32,
@@ -161,6 +176,7 @@ pub fn classify(smaps: &[SmapsEntry]) -> Vec<VmaEntry> {
             path,
             file_id: None,
             shmem: (kind == VmaKind::SharedAnon && m.inode != 0).then_some(m.inode),
+            sysv: None,
             vm_flags: s
                 .vm_flags
                 .0
@@ -199,6 +215,32 @@ pub fn link_deleted(
     Ok(())
 }
 
+/// Shared memory is mapped writable so that restore can write its pages (the kernel refuses
+/// even forced writes through a read-only shared mapping): give each such VMA its saved
+/// protection afterwards.
+pub fn protect_shared(t: &mut impl Tracee, vmas: &[VmaEntry]) -> Result<()> {
+    let rw = (libc::PROT_READ | libc::PROT_WRITE) as u32;
+    for v in vmas {
+        let remapped_rw = v.kind == VmaKind::SharedAnon
+            && (v.sysv.is_some() || v.prot & libc::PROT_WRITE as u32 == 0);
+        if remapped_rw && v.prot != rw {
+            t.syscall(
+                "mprotect",
+                libc::SYS_mprotect,
+                [v.start, v.len(), v.prot as u64, 0, 0, 0],
+            )
+            .map_err(|source| MemoryError::Map {
+                pid: t.pid(),
+                start: v.start,
+                end: v.end,
+                what: "mprotect of shared memory".into(),
+                source,
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// Which pages of a VMA the image must hold.
 fn query_for(kind: VmaKind) -> Option<ScanQuery> {
     use pagemap::*;
@@ -220,8 +262,22 @@ fn query_for(kind: VmaKind) -> Option<ScanQuery> {
     }
 }
 
+/// Pages of shared memory objects already in the image, by object id (one flag per page of
+/// the object), so that an object several processes of a tree map is saved once.
+#[derive(Debug, Default)]
+pub struct ShmemSeen(std::collections::HashMap<u64, Vec<bool>>);
+
 /// The page ranges of `vmas` to save, in address order, with whether each is readable.
-pub fn pages_to_save(pid: i32, vmas: &[VmaEntry]) -> Result<Vec<(PageRegion, bool)>> {
+///
+/// Private memory: the pages the process's page tables hold (PAGEMAP_SCAN). Shared memory
+/// (MAP_SHARED|MAP_ANONYMOUS, SysV segments): every page the object holds (mincore of the
+/// object, opened through /proc/PID/map_files), also those only another process ever touched
+/// (a child that wrote a page and exited), minus what `seen` says is saved already.
+pub fn pages_to_save(
+    pid: i32,
+    vmas: &[VmaEntry],
+    seen: &mut ShmemSeen,
+) -> Result<Vec<(PageRegion, bool)>> {
     let path = PathBuf::from(format!("/proc/{pid}/pagemap"));
     let f = std::fs::File::open(&path).map_err(|source| MemoryError::Open {
         pid,
@@ -232,6 +288,36 @@ pub fn pages_to_save(pid: i32, vmas: &[VmaEntry]) -> Result<Vec<(PageRegion, boo
     let mut regions = Vec::new();
     for v in vmas {
         let Some(q) = query_for(v.kind) else { continue };
+        let readable = v.prot & libc::PROT_READ as u32 != 0;
+        if let Some(id) = v.shmem {
+            if let Some(resident) = object_pages(pid, v) {
+                let flags = seen.0.entry(id).or_default();
+                let base = (v.pgoff / PAGE_SIZE) as usize;
+                if flags.len() < base + resident.len() {
+                    flags.resize(base + resident.len(), false);
+                }
+                let mut run: Option<u64> = None;
+                for (i, r) in resident.iter().enumerate() {
+                    let take = *r && !flags[base + i];
+                    if take {
+                        flags[base + i] = true;
+                    }
+                    let addr = v.start + i as u64 * PAGE_SIZE;
+                    match (take, run) {
+                        (true, None) => run = Some(addr),
+                        (false, Some(a)) => {
+                            out.push((page_region(a, addr), readable));
+                            run = None;
+                        }
+                        _ => {}
+                    }
+                }
+                if let Some(a) = run {
+                    out.push((page_region(a, v.end), readable));
+                }
+                continue;
+            }
+        }
         regions.clear();
         pagemap::scan(&f, v.start, v.end, q, &mut regions).map_err(|source| MemoryError::Scan {
             pid,
@@ -239,10 +325,30 @@ pub fn pages_to_save(pid: i32, vmas: &[VmaEntry]) -> Result<Vec<(PageRegion, boo
             end: v.end,
             source,
         })?;
-        let readable = v.prot & libc::PROT_READ as u32 != 0;
         out.extend(regions.iter().map(|r| (*r, readable)));
     }
     Ok(out)
+}
+
+fn page_region(start: u64, end: u64) -> PageRegion {
+    PageRegion {
+        start,
+        end,
+        categories: pagemap::PAGE_IS_PRESENT,
+    }
+}
+
+/// The resident pages of the object behind a shared VMA, None when /proc/PID/map_files
+/// cannot be opened (then the process's own page tables decide).
+fn object_pages(pid: i32, v: &VmaEntry) -> Option<Vec<bool>> {
+    let f = std::fs::File::open(format!("/proc/{pid}/map_files/{:x}-{:x}", v.start, v.end)).ok()?;
+    match mem::resident_pages(&f, v.pgoff, v.len() as usize) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::debug!(pid, start = v.start, error = %e, "mincore of a shared object failed; using the page tables");
+            None
+        }
+    }
 }
 
 /// Statistics of a page dump or restore.
@@ -723,6 +829,7 @@ mod tests {
             path: None,
             file_id: None,
             shmem: None,
+            sysv: None,
             vm_flags: vec![],
         }
     }

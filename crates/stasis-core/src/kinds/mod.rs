@@ -5,4 +5,5 @@ pub mod files;
 pub mod memory;
 pub mod process;
 pub mod signal;
+pub mod sysvshm;
 pub mod thread;

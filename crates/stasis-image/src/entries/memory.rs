@@ -45,6 +45,26 @@ pub struct VmaEntry {
     /// The smaps VmFlags, for `show` and for madvise-level state restore cares about.
     #[serde(default)]
     pub vm_flags: Vec<String>,
+    /// For a SysV shared memory attach (shmat): the segment, recreated with the same id.
+    #[serde(default)]
+    pub sysv: Option<SysvShmEntry>,
+}
+
+/// A SysV shared memory segment (shmget) as its IPC namespace knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SysvShmEntry {
+    pub id: i32,
+    /// The key (0: IPC_PRIVATE, and every segment removed while attached).
+    pub key: i32,
+    pub size: u64,
+    /// Permission bits (0o777).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub cuid: u32,
+    pub cgid: u32,
+    /// Removed (IPC_RMID) while attached: it lives on until the last detach.
+    pub destroyed: bool,
 }
 
 impl VmaEntry {

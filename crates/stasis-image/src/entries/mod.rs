@@ -13,7 +13,7 @@ pub use file::{
     LockEntry,
 };
 pub use inventory::InventoryEntry;
-pub use memory::{PageIndexEntry, PageRun, VmaEntry, VmaKind};
+pub use memory::{PageIndexEntry, PageRun, SysvShmEntry, VmaEntry, VmaKind};
 pub use process::{CredsEntry, MmEntry, ProcessEntry, RlimitEntry, SeccompFilterEntry};
 pub use signal::{ItimerEntry, PosixTimerEntry, SigactionEntry, SiginfoEntry};
 pub use thread::{AltStackEntry, RegsEntry, RseqEntry, ThreadEntry};
