@@ -314,8 +314,18 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
                 .filter(|r| r.vaddr >= v.start && r.vaddr < v.end)
                 .map(|r| r.pages as u64)
                 .sum();
+            let cow: u64 = v
+                .cow
+                .iter()
+                .map(|(s, e)| (e - s) / stasis_image::PAGE_SIZE)
+                .sum();
+            let shared = if cow > 0 {
+                format!(" (+{cow} shared with the parent)")
+            } else {
+                String::new()
+            };
             println!(
-                "    {:012x}-{:012x} {}{}{} {:<12} {:>8} pages saved  {}",
+                "    {:012x}-{:012x} {}{}{} {:<12} {:>8} pages saved{shared}  {}",
                 v.start,
                 v.end,
                 if v.prot & 1 != 0 { 'r' } else { '-' },

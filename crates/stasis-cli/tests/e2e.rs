@@ -121,7 +121,7 @@ fn memory_with_compressed_pages() {
     r.assert_ok();
     let s = run_stasis(&["show", c.image().to_str().unwrap(), "--json"]);
     let j: serde_json::Value = serde_json::from_str(&s.stdout).unwrap();
-    assert_eq!(j["format"], "1.1");
+    assert_eq!(j["format"], "1.2");
     let dir = c.image();
     let pages = std::fs::read_dir(&dir)
         .unwrap()
@@ -417,6 +417,125 @@ fn thread_with_credentials_of_its_own() {
 fn sysv_shared_memory_keeps_ids_attaches_and_pages() {
     let _g = serial();
     workload("sysv_shm", &[]);
+}
+
+/// `pid` and all its descendants.
+fn tree_pids(pid: i32) -> Vec<i32> {
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i];
+        i += 1;
+        let tasks = std::fs::read_dir(format!("/proc/{p}/task")).unwrap();
+        for t in tasks {
+            let t = t.unwrap().file_name();
+            let kids =
+                std::fs::read_to_string(format!("/proc/{p}/task/{}/children", t.to_string_lossy()))
+                    .unwrap_or_default();
+            out.extend(kids.split_whitespace().map(|k| k.parse::<i32>().unwrap()));
+        }
+    }
+    out
+}
+
+/// The proportional set size of a tree, in KiB (pages shared by n processes count 1/n each).
+fn tree_pss_kb(pid: i32) -> u64 {
+    tree_pids(pid)
+        .iter()
+        .map(|p| {
+            let s = std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")).unwrap();
+            s.lines()
+                .find_map(|l| l.strip_prefix("Pss:"))
+                .map(|v| {
+                    v.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .unwrap()
+                })
+                .unwrap()
+        })
+        .sum()
+}
+
+/// Pages a parent and its children share copy-on-write after fork are saved once and stay
+/// shared, both in the tree a dump leaves running and after restore: the tree's Pss does not
+/// grow (64 MiB shared by 4 processes would be 256 MiB if each got its own copy), and the
+/// pages each child wrote stay its own.
+#[test]
+fn copy_on_write_memory_stays_shared_after_restore() {
+    let _g = serial();
+    let bin = build("cow_tree", &[], "cow_tree");
+    let c = Case::new();
+    let pf = c.path("pidfile");
+    let mut child = spawn(
+        &c,
+        &[bin.to_str().unwrap(), pf.to_str().unwrap()],
+        "before.out",
+    );
+    let pid = wait_pidfile(&pf, &mut child);
+    assert_eq!(tree_pids(pid).len(), 4);
+    let before = tree_pss_kb(pid);
+    // A dump that leaves the tree running does not unshare its pages either (reading them
+    // must not pin them).
+    let o = run_stasis(&[
+        "dump",
+        "--pid",
+        &pid.to_string(),
+        "--dir",
+        c.path("first").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", o.stderr);
+    let after_first = tree_pss_kb(pid);
+    assert!(
+        after_first * 4 < before * 5,
+        "a dump grew the running tree's memory from {before} KiB to {after_first} KiB"
+    );
+    dump_kill(&c, pid, child);
+    let page_bytes: u64 = std::fs::read_dir(c.image())
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("pages-"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert!(
+        page_bytes < 80 << 20,
+        "the image holds {} MiB of pages for 64 MiB shared + 3 MiB private",
+        page_bytes >> 20
+    );
+    let rpid = c.path("restored.pid");
+    let mut r = std::process::Command::new(stasis())
+        .args([
+            "restore",
+            "--dir",
+            c.image().to_str().unwrap(),
+            "--pidfile",
+            rpid.to_str().unwrap(),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(c.path("after.out")).unwrap())
+        .stderr(std::fs::File::create(c.path("after.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while !rpid.exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "restore did not start"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let after = tree_pss_kb(pid);
+    eprintln!("tree Pss: {before} KiB before the dump, {after} KiB after the restore");
+    assert!(
+        after * 4 < before * 5,
+        "restore grew the tree's memory from {before} KiB to {after} KiB"
+    );
+    signal(pid, libc::SIGUSR2);
+    let st = wait_timeout(&mut r, Duration::from_secs(60));
+    let out = std::fs::read_to_string(c.path("after.out")).unwrap();
+    assert!(st.success() && !out.contains("FAIL"), "{st}\n{out}");
+    assert!(out.contains("ok child2-region"), "{out}");
 }
 
 #[test]

@@ -301,6 +301,13 @@ fn write_image(
 ) -> Result<memory::PagesStats> {
     let mut table = files::FileTable::default();
     let mut shmem_seen = memory::ShmemSeen::default();
+    // Pages children share copy-on-write with their parents are saved once, with the parent.
+    let procs: Vec<(i32, i32)> = tree
+        .iter()
+        .filter(|p| !p.zombie)
+        .map(|p| (p.pid.as_raw(), p.ppid))
+        .collect();
+    let cow = memory::CowPlan::scan(&procs);
     let mut total = memory::PagesStats::default();
     let mut xfeatures = 0;
     // Each process's page file is flushed in the background while the next one is copied;
@@ -311,7 +318,8 @@ fn write_image(
             write_zombie(p.pid.as_raw(), dir)?;
             continue;
         }
-        let (stats, xf, flushing) = collect(p, dir, compress, i == 0, &mut table, &mut shmem_seen)?;
+        let (stats, xf, flushing) =
+            collect(p, dir, compress, i == 0, &mut table, &mut shmem_seen, &cow)?;
         flushes.push(flushing);
         total.pages += stats.pages;
         total.bytes += stats.bytes;
@@ -509,6 +517,7 @@ fn collect(
     root: bool,
     table: &mut files::FileTable,
     shmem_seen: &mut memory::ShmemSeen,
+    cow: &memory::CowPlan,
 ) -> Result<(memory::PagesStats, u64, Flushing)> {
     let pid = state.pid.as_raw();
     let src = RealProc;
@@ -637,7 +646,12 @@ fn collect(
 
     // Memory.
     let t_mem = Instant::now();
-    let regions = memory::pages_to_save(pid, &vmas, shmem_seen)?;
+    cow.mark(pid, &mut vmas);
+    let gentle = cow
+        .with_children
+        .get(&pid)
+        .map_or(&[][..], |v| v.as_slice());
+    let regions = memory::pages_to_save(pid, &vmas, shmem_seen, gentle)?;
     tracing::debug!(pid, regions = regions.len(), took = ?t_mem.elapsed(), "scanned for pages to save");
     let mut writer = PagesWriter::create(dir, &Image::pages_file(pid))?;
     let mut index = PageIndexEntry {

@@ -384,13 +384,8 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
             .into())
         }
     }
-    // The tree's shape: every other process forked by its parent's skeleton, before any
-    // skeleton changes, so all inherit the parked fds.
-    for p in &img.processes[1..] {
-        let parent = Pid::from_raw(p.ppid);
-        let kid = fork_skeleton(parent, p.pid)?;
-        guard.pids.push(kid);
-    }
+    // The rest of the tree is forked process by process, each by its parent once the
+    // parent's memory is back (see rebuild).
 
     let mut stats = memory::PagesStats::default();
     let mut all_threads = Vec::new();
@@ -412,8 +407,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
             path: &pages_path,
         };
         let pin = Pinned::new(pid);
-        let mut threads = Vec::new();
-        let st = rebuild(pid, &img, p, pm, &pages, &prep, &mut threads)?;
+        let (st, threads) = rebuild(pid, &img, p, pm, &pages, &prep, &mut guard.pids)?;
         drop(pin);
         stats.pages += st.pages;
         stats.bytes += st.bytes;
@@ -459,8 +453,8 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     })
 }
 
-/// A tracee for a zombie-to-be: a skeleton still running the restorer's code image, driven
-/// through its own vDSO. Sets its session or process group as saved.
+/// A tracee for a zombie-to-be: a skeleton forked from its restored parent, driven through
+/// its vDSO. Sets its session or process group as saved.
 fn zombie_basics(pid: Pid, p: &stasis_image::ProcessEntry, tree: &[i32]) -> Result<PtraceTracee> {
     let mut t = PtraceTracee::new(pid)?;
     let g = skeleton_gadget(&t, pid)?;
@@ -489,9 +483,12 @@ fn finish_zombie(t: PtraceTracee, status: i32) -> Result<()> {
     let sig = status & 0x7f;
     if sig != 0 {
         // Queued now, delivered (default action: death) as soon as it runs: the skeleton has
-        // default dispositions and an empty mask. (A signal passed to PTRACE_DETACH would be
-        // ignored: the skeleton is in an event stop, not a signal-delivery stop.)
-        let kill = ptrace::kill(pid, sig).and_then(|_| ptrace::detach(pid, 0));
+        // default dispositions, and its mask (all blocked, inherited from the parent being
+        // restored) is emptied. (A signal passed to PTRACE_DETACH would be ignored: the
+        // skeleton is in an event stop, not a signal-delivery stop.)
+        let kill = ptrace::set_sigmask(pid, 0)
+            .and_then(|_| ptrace::kill(pid, sig))
+            .and_then(|_| ptrace::detach(pid, 0));
         return kill.map_err(|source| RestoreError::Skeleton {
             pid: pid.as_raw(),
             step: "killing a zombie-to-be",
@@ -537,16 +534,10 @@ fn skeleton_gadget(t: &PtraceTracee, pid: Pid) -> Result<u64> {
     Ok(find_gadget(t, vdso.start, vdso.end)?)
 }
 
-/// Fork a child skeleton with PID `pid` from the (still untouched) skeleton `parent`: a
-/// remote clone3 like fork(2), with `set_tid`. The child starts in a ptrace stop (the parent
-/// is traced with PTRACE_O_TRACEFORK) as a copy of its parent skeleton.
-fn fork_skeleton(parent: Pid, pid: i32) -> Result<Pid> {
-    let mut t = PtraceTracee::new(parent)?;
-    let g = skeleton_gadget(&t, parent)?;
-    t.set_gadget(g);
-    // The skeleton runs the restorer's code image: its stack has room below the stack pointer.
-    let at = (t.base_regs().rsp - 8192) & !15;
-    let set_tid_at = at + 128;
+/// Fork the skeleton of child `pid` from its parent, traced as `t`, whose memory is
+/// restored already: the child starts as a copy-on-write copy of it, so pages both still
+/// share stay shared (remote clone3 with set_tid; its arguments go in the scratch area `s`).
+fn fork_child(t: &mut PtraceTracee, s: Scratch, pid: i32) -> Result<Pid> {
     let args = [
         0u64,
         0,
@@ -556,14 +547,16 @@ fn fork_skeleton(parent: Pid, pid: i32) -> Result<Pid> {
         0,
         0,
         0,
-        set_tid_at,
+        s.addr + 128,
         1,
         0,
     ];
-    t.write_mem(at, &crate::scratch::words_to_bytes(&args))?;
-    t.write_mem(set_tid_at, &(pid as u32).to_le_bytes())?;
-    let r = t.syscall_raw(libc::SYS_clone3, [at, (args.len() * 8) as u64, 0, 0, 0, 0])?;
-    let _ = t.set_regs(t.base_regs());
+    t.write_mem(s.addr, &crate::scratch::words_to_bytes(&args))?;
+    t.write_mem(s.addr + 128, &(pid as u32).to_le_bytes())?;
+    let r = t.syscall_raw(
+        libc::SYS_clone3,
+        [s.addr, (args.len() * 8) as u64, 0, 0, 0, 0],
+    )?;
     if r == -(libc::EEXIST as i64) {
         return Err(RestoreError::PidTaken { pid });
     }
@@ -585,8 +578,8 @@ fn rebuild(
     pm: &stasis_image::PageIndexEntry,
     pages: &memory::PageSource,
     prep: &Prepared,
-    created: &mut Vec<Pid>,
-) -> Result<memory::PagesStats> {
+    forked: &mut Vec<Pid>,
+) -> Result<(memory::PagesStats, Vec<Pid>)> {
     let pidn = p.pid;
     ptrace::set_sigmask(child, !0u64).map_err(|source| RestoreError::Skeleton {
         pid: pidn,
@@ -602,13 +595,15 @@ fn rebuild(
             source,
         }
     })?;
-    let here: Vec<VmaEntry> = stasis_procfs::maps::parse_maps(&maps_text)
-        .map_err(|source| ProcessError::Parse {
+    let current =
+        stasis_procfs::maps::parse_maps(&maps_text).map_err(|source| ProcessError::Parse {
             pid: pidn,
             file: "maps",
             source,
-        })?
-        .into_iter()
+        })?;
+    let here: Vec<VmaEntry> = current
+        .iter()
+        .cloned()
         .map(|m| stasis_procfs::smaps::SmapsEntry {
             map: m,
             rss_kb: 0,
@@ -627,12 +622,34 @@ fn rebuild(
     t.set_gadget(vdso.start + gadget_off);
     thread::unregister_rseq(&mut t)?;
 
-    // Unmap everything of the skeleton but its special mappings.
+    // Unmap everything of the skeleton but its special mappings and, in a process forked
+    // from its restored parent, the mappings whose pages it still shares with the parent.
     let mut keep: Vec<(u64, u64)> = here
         .iter()
         .filter(|v| matches!(v.kind, VmaKind::Vdso | VmaKind::Vvar | VmaKind::VvarVclock))
         .map(|v| (v.start, v.end))
         .collect();
+    for v in p.vmas.iter().filter(|v| !v.cow.is_empty()) {
+        // (The restored parent's mappings may have merged where the dumped ones were apart.)
+        let mut at = v.start;
+        for m in current
+            .iter()
+            .filter(|m| m.end > v.start && m.start < v.end)
+        {
+            if m.start <= at {
+                at = at.max(m.end);
+            }
+        }
+        if at < v.end {
+            return Err(MemoryError::CowMissing {
+                pid: pidn,
+                start: v.start,
+                end: v.end,
+            }
+            .into());
+        }
+        keep.push((v.start, v.end));
+    }
     keep.sort();
     let mut cur = 0u64;
     for &(s, e) in keep.iter().chain(std::iter::once(&(TASK_SIZE, TASK_SIZE))) {
@@ -662,6 +679,11 @@ fn rebuild(
     let s = Scratch::map(&mut t, scratch_at)?;
 
     for (i, v) in p.vmas.iter().enumerate() {
+        if !v.cow.is_empty() {
+            // Kept from the parent: only the pages that are not the parent's go.
+            memory::drop_not_cow(&mut t, v)?;
+            continue;
+        }
         if v.sysv.is_some() {
             sysvshm::attach(&mut t, &p.vmas, i)?;
             continue;
@@ -692,9 +714,23 @@ fn rebuild(
     }
     let stats = memory::restore_pages(&mut t, &p.vmas, pm, pages)?;
     memory::protect_shared(&mut t, &p.vmas)?;
-    process::restore_mm(&mut t, s, &p.mm, prep.exe[&p.pid])?;
+    // A process forked from its restored parent has the parent's exe link already; the
+    // kernel refuses to set one while the old file is mapped (it is: kept mappings).
+    let exe_now = std::fs::read_link(format!("/proc/{child}/exe")).ok();
+    let exe_fd = if exe_now.as_deref() == Some(std::path::Path::new(&p.exe)) {
+        -1
+    } else {
+        prep.exe[&p.pid]
+    };
+    process::restore_mm(&mut t, s, &p.mm, exe_fd)?;
     let tree: Vec<i32> = img.processes.iter().map(|q| q.pid).collect();
     process::restore_basics(&mut t, s, p, prep.cwd[&p.pid], &tree)?;
+
+    // The children, forked now: they start with this memory (sharing what they shared with
+    // it at dump time), this session and process group, and the parked fds.
+    for q in img.processes.iter().filter(|q| q.ppid == pidn) {
+        forked.push(fork_child(&mut t, s, q.pid)?);
+    }
 
     // Descriptors: drop what the skeleton inherited below `base`, move the parked ones into
     // place, drop the parked copies.
@@ -791,6 +827,5 @@ fn rebuild(
     for (tid, th) in threads.iter().zip(&p.threads[1..]) {
         thread::restore_cpu(*tid, th, false)?;
     }
-    *created = threads;
-    Ok(stats)
+    Ok((stats, threads))
 }

@@ -77,3 +77,17 @@ fn v1_1_compressed_counter_decodes_and_verifies() {
         .expect("compressed runs decode and match their checksums");
     assert_eq!(bytes, pm.total_pages() * 4096);
 }
+
+#[test]
+fn v1_2_tree_with_copy_on_write_pages_decodes_and_verifies() {
+    let img = Image::open(&golden("v1.2/tree")).expect("golden v1.2 image decodes");
+    assert_eq!(img.processes.len(), 5);
+    // Children keep pages they share with their parent in the parent's page file only.
+    let child = &img.processes[1];
+    assert!(
+        child.vmas.iter().any(|v| !v.cow.is_empty()),
+        "a child marks pages shared with its parent"
+    );
+    assert!(img.processes[0].vmas.iter().all(|v| v.cow.is_empty()));
+    img.verify_pages().expect("every run matches its checksum");
+}

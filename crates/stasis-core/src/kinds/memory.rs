@@ -62,6 +62,8 @@ pub enum MemoryError {
     Image(#[from] stasis_image::ImageError),
     #[error(transparent)]
     Tracee(#[from] TraceeError),
+    #[error("pid {pid}: the mapping {start:#x}-{end:#x} shares pages with the parent's, but the restored parent has no such mapping")]
+    CowMissing { pid: i32, start: u64, end: u64 },
     #[error("SysV shared memory segment {id}: {what}")]
     Sysv {
         id: i32,
@@ -177,6 +179,7 @@ pub fn classify(smaps: &[SmapsEntry]) -> Vec<VmaEntry> {
             file_id: None,
             shmem: (kind == VmaKind::SharedAnon && m.inode != 0).then_some(m.inode),
             sysv: None,
+            cow: Vec::new(),
             vm_flags: s
                 .vm_flags
                 .0
@@ -262,18 +265,243 @@ fn query_for(kind: VmaKind) -> Option<ScanQuery> {
     }
 }
 
+/// Pages of a tree shared copy-on-write between a process and its parent (the same page
+/// frame at the same address of the same private mapping in both, untouched since a fork).
+///
+/// Found before any page is read, because reading is not innocent: process_vm_readv pins
+/// pages, and the kernel gives a process its own copy of a copy-on-write page before
+/// pinning it. So shared pages are saved only with the parent, read there through
+/// /proc/PID/mem (which does not pin), and restore forks the child from its restored parent
+/// so that the two share them again. Page frame numbers come from /proc/PID/pagemap, which
+/// shows them to CAP_SYS_ADMIN only; without it nothing is found and every process saves all
+/// its pages.
+#[derive(Debug, Default)]
+pub struct CowPlan {
+    /// Per child: the ranges it shares with its parent.
+    pub with_parent: std::collections::HashMap<i32, Vec<(u64, u64)>>,
+    /// Per parent: the ranges any child shares with it (read without pinning).
+    pub with_children: std::collections::HashMap<i32, Vec<(u64, u64)>>,
+}
+
+impl CowPlan {
+    /// Compare every (pid, ppid) pair of the tree whose parent is in it too.
+    pub fn scan(procs: &[(i32, i32)]) -> CowPlan {
+        let mut plan = CowPlan::default();
+        for &(pid, ppid) in procs {
+            if !procs.iter().any(|&(p, _)| p == ppid) {
+                continue;
+            }
+            let ranges = shared_with_parent(pid, ppid);
+            if ranges.is_empty() {
+                continue;
+            }
+            plan.with_children
+                .entry(ppid)
+                .or_default()
+                .extend_from_slice(&ranges);
+            plan.with_parent.insert(pid, ranges);
+        }
+        for v in plan.with_children.values_mut() {
+            v.sort_unstable();
+            let mut merged: Vec<(u64, u64)> = Vec::with_capacity(v.len());
+            for &(s, e) in v.iter() {
+                match merged.last_mut() {
+                    Some(m) if s <= m.1 => m.1 = m.1.max(e),
+                    _ => merged.push((s, e)),
+                }
+            }
+            *v = merged;
+        }
+        plan
+    }
+
+    /// Give each private mapping of child `pid` its shared ranges.
+    pub fn mark(&self, pid: i32, vmas: &mut [VmaEntry]) {
+        let Some(ranges) = self.with_parent.get(&pid) else {
+            return;
+        };
+        for v in vmas
+            .iter_mut()
+            .filter(|v| matches!(v.kind, VmaKind::Anon | VmaKind::FilePrivate))
+        {
+            v.cow = ranges
+                .iter()
+                .filter(|r| r.0 >= v.start && r.1 <= v.end)
+                .copied()
+                .collect();
+        }
+    }
+}
+
+/// The page ranges child `pid` shares with `ppid`, over their identical private mappings.
+fn shared_with_parent(pid: i32, ppid: i32) -> Vec<(u64, u64)> {
+    use std::os::unix::fs::FileExt;
+    const PRESENT: u64 = 1 << 63;
+    const PFN: u64 = (1 << 55) - 1;
+    let maps = |p: i32| {
+        std::fs::read_to_string(format!("/proc/{p}/maps"))
+            .ok()
+            .and_then(|t| stasis_procfs::maps::parse_maps(&t).ok())
+    };
+    let open = |p: i32| std::fs::File::open(format!("/proc/{p}/pagemap")).ok();
+    let (Some(mine), Some(theirs), Some(mine_f), Some(theirs_f)) =
+        (maps(pid), maps(ppid), open(pid), open(ppid))
+    else {
+        return Vec::new();
+    };
+    let chunk_pages = 8192u64;
+    let mut a = vec![0u8; (chunk_pages * 8) as usize];
+    let mut b = vec![0u8; (chunk_pages * 8) as usize];
+    let mut ranges: Vec<(u64, u64)> = Vec::new();
+    for m in mine.iter().filter(|m| !m.shared) {
+        if matches!(
+            m.path.as_deref(),
+            Some("[vdso]" | "[vvar]" | "[vvar_vclock]" | "[vsyscall]")
+        ) {
+            continue;
+        }
+        let same = theirs.iter().any(|q| {
+            q.start == m.start
+                && q.end == m.end
+                && !q.shared
+                && (q.read, q.write, q.exec) == (m.read, m.write, m.exec)
+                && q.offset == m.offset
+                && q.inode == m.inode
+                && q.path == m.path
+        });
+        if !same {
+            continue;
+        }
+        let mut page = m.start / PAGE_SIZE;
+        let last = m.end / PAGE_SIZE;
+        while page < last {
+            let n = chunk_pages.min(last - page);
+            let len = (n * 8) as usize;
+            if mine_f.read_exact_at(&mut a[..len], page * 8).is_err()
+                || theirs_f.read_exact_at(&mut b[..len], page * 8).is_err()
+            {
+                break;
+            }
+            for i in 0..n as usize {
+                let x = u64::from_le_bytes(a[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+                let y = u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+                if x & PRESENT != 0 && y & PRESENT != 0 && x & PFN != 0 && x & PFN == y & PFN {
+                    let at = (page + i as u64) * PAGE_SIZE;
+                    match ranges.last_mut() {
+                        Some(r) if r.1 == at => r.1 = at + PAGE_SIZE,
+                        _ => ranges.push((at, at + PAGE_SIZE)),
+                    }
+                }
+            }
+            page += n;
+        }
+    }
+    ranges
+}
+
+/// In a mapping kept from the restored parent (see [`mark_cow`]), drop every page that is
+/// not one the two share (MADV_DONTNEED: anonymous pages read zero again, private file pages
+/// the file), so that only the process's own saved pages, written next, and the shared ones
+/// remain.
+pub fn drop_not_cow(t: &mut impl Tracee, v: &VmaEntry) -> Result<()> {
+    let mut at = v.start;
+    for &(s, e) in v.cow.iter().chain(std::iter::once(&(v.end, v.end))) {
+        if s > at {
+            t.syscall(
+                "madvise(MADV_DONTNEED)",
+                libc::SYS_madvise,
+                [at, s - at, libc::MADV_DONTNEED as u64, 0, 0, 0],
+            )
+            .map_err(|source| MemoryError::Map {
+                pid: t.pid(),
+                start: at,
+                end: s,
+                what: "dropping the parent's pages".into(),
+                source,
+            })?;
+        }
+        at = at.max(e);
+    }
+    Ok(())
+}
+
+/// `regions` minus the `cow` ranges (both sorted by address).
+fn without_cow(regions: &[PageRegion], cow: &[(u64, u64)], out: &mut Vec<PageRegion>) {
+    let mut k = 0;
+    for r in regions {
+        let mut start = r.start;
+        while k < cow.len() && cow[k].1 <= start {
+            k += 1;
+        }
+        let mut j = k;
+        while start < r.end {
+            match cow.get(j) {
+                Some(&(cs, ce)) if cs < r.end => {
+                    if cs > start {
+                        out.push(PageRegion {
+                            start,
+                            end: cs,
+                            categories: r.categories,
+                        });
+                    }
+                    start = start.max(ce);
+                    j += 1;
+                }
+                _ => {
+                    out.push(PageRegion {
+                        start,
+                        end: r.end,
+                        categories: r.categories,
+                    });
+                    break;
+                }
+            }
+        }
+    }
+}
+
 /// Pages of shared memory objects already in the image, by object id (one flag per page of
 /// the object), so that an object several processes of a tree map is saved once.
 #[derive(Debug, Default)]
 pub struct ShmemSeen(std::collections::HashMap<u64, Vec<bool>>);
 
-/// The page ranges of `vmas` to save, in address order, with whether each is readable.
+/// The page ranges of `vmas` to save, in address order, with whether each may be read with
+/// process_vm_readv (readable, and not shared copy-on-write with a child: `gentle`).
 ///
 /// Private memory: the pages the process's page tables hold (PAGEMAP_SCAN). Shared memory
 /// (MAP_SHARED|MAP_ANONYMOUS, SysV segments): every page the object holds (mincore of the
 /// object, opened through /proc/PID/map_files), also those only another process ever touched
 /// (a child that wrote a page and exited), minus what `seen` says is saved already.
 pub fn pages_to_save(
+    pid: i32,
+    vmas: &[VmaEntry],
+    seen: &mut ShmemSeen,
+    gentle: &[(u64, u64)],
+) -> Result<Vec<(PageRegion, bool)>> {
+    let out = pages_to_save_all(pid, vmas, seen)?;
+    if gentle.is_empty() {
+        return Ok(out);
+    }
+    // Pages children share copy-on-write are read without pinning (see CowPlan).
+    let mut split = Vec::with_capacity(out.len());
+    for (r, fast) in out {
+        let mut at = r.start;
+        for &(s, e) in gentle.iter().filter(|g| g.1 > r.start && g.0 < r.end) {
+            let (s, e) = (s.max(r.start), e.min(r.end));
+            if s > at {
+                split.push((page_region(at, s), fast));
+            }
+            split.push((page_region(s, e), false));
+            at = e;
+        }
+        if at < r.end {
+            split.push((page_region(at, r.end), fast));
+        }
+    }
+    Ok(split)
+}
+
+fn pages_to_save_all(
     pid: i32,
     vmas: &[VmaEntry],
     seen: &mut ShmemSeen,
@@ -325,7 +553,13 @@ pub fn pages_to_save(
             end: v.end,
             source,
         })?;
-        out.extend(regions.iter().map(|r| (*r, readable)));
+        if v.cow.is_empty() {
+            out.extend(regions.iter().map(|r| (*r, readable)));
+        } else {
+            let mut own = Vec::new();
+            without_cow(&regions, &v.cow, &mut own);
+            out.extend(own.into_iter().map(|r| (r, readable)));
+        }
     }
     Ok(out)
 }
@@ -818,6 +1052,26 @@ fn write_batch(
 mod tests {
     use super::*;
 
+    #[test]
+    fn regions_without_cow_ranges() {
+        let r = |s: u64, e: u64| PageRegion {
+            start: s,
+            end: e,
+            categories: 0,
+        };
+        let mut out = Vec::new();
+        without_cow(
+            &[r(0, 10), r(20, 30), r(40, 50)],
+            &[(5, 8), (9, 22), (25, 26), (45, 60)],
+            &mut out,
+        );
+        let got: Vec<(u64, u64)> = out.iter().map(|x| (x.start, x.end)).collect();
+        assert_eq!(got, vec![(0, 5), (8, 9), (22, 25), (26, 30), (40, 45)]);
+        out.clear();
+        without_cow(&[r(0, 10)], &[], &mut out);
+        assert_eq!((out[0].start, out[0].end), (0, 10));
+    }
+
     fn vma(start: u64, end: u64, kind: VmaKind) -> VmaEntry {
         VmaEntry {
             start,
@@ -830,6 +1084,7 @@ mod tests {
             file_id: None,
             shmem: None,
             sysv: None,
+            cow: Vec::new(),
             vm_flags: vec![],
         }
     }

@@ -48,6 +48,12 @@ pub struct VmaEntry {
     /// For a SysV shared memory attach (shmat): the segment, recreated with the same id.
     #[serde(default)]
     pub sysv: Option<SysvShmEntry>,
+    /// Page ranges (start, end) of this private mapping whose pages are the very page frames
+    /// of the same mapping of the parent process (copy-on-write since a fork): not saved
+    /// here; restore forks the process from its restored parent and keeps them, so they stay
+    /// shared. Since format 1.2.
+    #[serde(default)]
+    pub cow: Vec<(u64, u64)>,
 }
 
 /// A SysV shared memory segment (shmget) as its IPC namespace knows it.
