@@ -9,7 +9,7 @@ use crate::kinds::memory::{self, MemoryError, TASK_SIZE};
 use crate::kinds::process::{self, ProcessError};
 use crate::kinds::{signal, sysvshm, thread};
 use crate::scratch::{Scratch, SCRATCH_LEN};
-use crate::tracee::{find_gadget, wait_stop, PtraceTracee, Tracee, TraceeError};
+use crate::tracee::{find_gadget, wait_stop, MemTracee, PtraceTracee, Tracee, TraceeError};
 use stasis_image::{Image, VmaEntry, VmaKind};
 use stasis_sys::clone::{self, Forked};
 use stasis_sys::ptrace::{self, WaitStatus};
@@ -391,29 +391,98 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     let mut all_threads = Vec::new();
     let tree: Vec<i32> = img.processes.iter().map(|q| q.pid).collect();
     let mut zombies = Vec::new();
-    for (p, pm) in img.processes.iter().zip(&img.pagemaps) {
-        let pid = Pid::from_raw(p.pid);
-        if let Some(status) = p.zombie {
-            // Its process group first (it may lead one that live members join).
-            let t = zombie_basics(pid, p, &tree)?;
-            zombies.push((t, status));
-            continue;
+    // Pages are copied by a thread of their own while this one, the tracer, rebuilds the
+    // next process (ptrace requests must come from the tracing thread; memory writes need
+    // not), so both CPUs work on a tree.
+    let (jobs, queue) = std::sync::mpsc::channel::<PageJob>();
+    let queue = std::sync::Mutex::new(queue);
+    let queue = &queue;
+    std::thread::scope(|sc| -> Result<()> {
+        let pagers: Vec<_> = (0..PAGE_THREADS)
+            .map(|_| {
+                sc.spawn(move || -> Result<memory::PagesStats> {
+                    let mut total = memory::PagesStats::default();
+                    loop {
+                        let job = queue.lock().expect("page queue").recv();
+                        let Ok(job) = job else { break };
+                        let mut mt = MemTracee::open(job.pid)?;
+                        let pages = memory::PageSource {
+                            file: &job.file,
+                            len: job.len,
+                            path: &job.path,
+                        };
+                        let st = memory::restore_pages(&mut mt, job.vmas, &job.pm, &pages)?;
+                        total.pages += st.pages;
+                        total.bytes += st.bytes;
+                    }
+                    Ok(total)
+                })
+            })
+            .collect();
+        let rebuilt = (|| -> Result<()> {
+            for (p, pm) in img.processes.iter().zip(&img.pagemaps) {
+                let pid = Pid::from_raw(p.pid);
+                if let Some(status) = p.zombie {
+                    // Its process group first (it may lead one that live members join).
+                    let t = zombie_basics(pid, p, &tree)?;
+                    zombies.push((t, status));
+                    continue;
+                }
+                let pages_path = img.dir.join(&pm.pages_file);
+                let (pages_file, pages_len) = stasis_image::read_pages_header(&pages_path)?;
+                let pages = memory::PageSource {
+                    file: &pages_file,
+                    len: pages_len,
+                    path: &pages_path,
+                };
+                let pin = Pinned::new(pid);
+                let (st, threads) = rebuild(pid, &img, p, pm, &pages, &prep, &mut guard.pids)?;
+                drop(pin);
+                match st {
+                    Some(st) => {
+                        stats.pages += st.pages;
+                        stats.bytes += st.bytes;
+                    }
+                    None => {
+                        // A big process is split by page ranges, so that all page threads
+                        // work on it.
+                        for part in split_runs(pm, PAGE_THREADS, SPLIT_ABOVE) {
+                            let file = pages_file.try_clone().map_err(|source| {
+                                stasis_image::ImageError::Io {
+                                    op: "reopen",
+                                    path: pages_path.clone(),
+                                    source,
+                                }
+                            })?;
+                            let _ = jobs.send(PageJob {
+                                pid: p.pid,
+                                vmas: &p.vmas,
+                                pm: part,
+                                file,
+                                len: pages_len,
+                                path: pages_path.clone(),
+                            });
+                        }
+                    }
+                }
+                all_threads.push(pid);
+                all_threads.extend(threads);
+            }
+            Ok(())
+        })();
+        drop(jobs);
+        let paged: Vec<_> = pagers
+            .into_iter()
+            .map(|p| p.join().expect("page threads do not panic"))
+            .collect();
+        rebuilt?;
+        for st in paged {
+            let st = st?;
+            stats.pages += st.pages;
+            stats.bytes += st.bytes;
         }
-        let pages_path = img.dir.join(&pm.pages_file);
-        let (pages_file, pages_len) = stasis_image::read_pages_header(&pages_path)?;
-        let pages = memory::PageSource {
-            file: &pages_file,
-            len: pages_len,
-            path: &pages_path,
-        };
-        let pin = Pinned::new(pid);
-        let (st, threads) = rebuild(pid, &img, p, pm, &pages, &prep, &mut guard.pids)?;
-        drop(pin);
-        stats.pages += st.pages;
-        stats.bytes += st.bytes;
-        all_threads.push(pid);
-        all_threads.extend(threads);
-    }
+        Ok(())
+    })?;
     // Zombies exit again with their saved status; their parents (still stopped) find them
     // waiting to be reaped.
     for (t, status) in zombies {
@@ -451,6 +520,55 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
         page_bytes: stats.bytes,
         total: t0.elapsed(),
     })
+}
+
+/// Threads copying pages into processes while the tracer rebuilds the next ones.
+const PAGE_THREADS: usize = 2;
+
+/// Processes with more pages than this are split across the page threads.
+const SPLIT_ABOVE: u64 = 32 << 20;
+
+/// `pm` cut into at most `parts` indexes of about equal size (one if it is small).
+fn split_runs(
+    pm: &stasis_image::PageIndexEntry,
+    parts: usize,
+    above: u64,
+) -> Vec<stasis_image::PageIndexEntry> {
+    let total = pm.total_pages() * stasis_image::PAGE_SIZE;
+    if total <= above || parts < 2 {
+        return vec![pm.clone()];
+    }
+    let share = total.div_ceil(parts as u64);
+    let mut out = Vec::new();
+    let empty = || stasis_image::PageIndexEntry {
+        pid: pm.pid,
+        pages_file: pm.pages_file.clone(),
+        runs: Vec::new(),
+    };
+    let mut cur = empty();
+    let mut bytes = 0;
+    for r in &pm.runs {
+        cur.runs.push(r.clone());
+        bytes += r.pages as u64 * stasis_image::PAGE_SIZE;
+        if bytes >= share {
+            out.push(std::mem::replace(&mut cur, empty()));
+            bytes = 0;
+        }
+    }
+    if !cur.runs.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// The pages of one process (or a part of them), for a page thread.
+struct PageJob<'a> {
+    pid: i32,
+    vmas: &'a [VmaEntry],
+    pm: stasis_image::PageIndexEntry,
+    file: std::fs::File,
+    len: u64,
+    path: std::path::PathBuf,
 }
 
 /// A tracee for a zombie-to-be: a skeleton forked from its restored parent, driven through
@@ -537,7 +655,31 @@ fn skeleton_gadget(t: &PtraceTracee, pid: Pid) -> Result<u64> {
 /// Fork the skeleton of child `pid` from its parent, traced as `t`, whose memory is
 /// restored already: the child starts as a copy-on-write copy of it, so pages both still
 /// share stay shared (remote clone3 with set_tid; its arguments go in the scratch area `s`).
-fn fork_child(t: &mut PtraceTracee, s: Scratch, pid: i32) -> Result<Pid> {
+fn fork_child(t: &mut PtraceTracee, s: Scratch, pid: i32, skip: &[&VmaEntry]) -> Result<Pid> {
+    let advise = |t: &mut PtraceTracee, advice: i32| -> Result<()> {
+        for v in skip {
+            t.syscall(
+                "madvise (fork inheritance)",
+                libc::SYS_madvise,
+                [v.start, v.len(), advice as u64, 0, 0, 0],
+            )
+            .map_err(|source| MemoryError::Map {
+                pid: t.pid(),
+                start: v.start,
+                end: v.end,
+                what: "keeping a mapping out of a child".into(),
+                source,
+            })?;
+        }
+        Ok(())
+    };
+    advise(t, libc::MADV_DONTFORK)?;
+    let kid = fork_child_all(t, s, pid);
+    advise(t, libc::MADV_DOFORK)?;
+    kid
+}
+
+fn fork_child_all(t: &mut PtraceTracee, s: Scratch, pid: i32) -> Result<Pid> {
     let args = [
         0u64,
         0,
@@ -579,7 +721,7 @@ fn rebuild(
     pages: &memory::PageSource,
     prep: &Prepared,
     forked: &mut Vec<Pid>,
-) -> Result<(memory::PagesStats, Vec<Pid>)> {
+) -> Result<(Option<memory::PagesStats>, Vec<Pid>)> {
     let pidn = p.pid;
     ptrace::set_sigmask(child, !0u64).map_err(|source| RestoreError::Skeleton {
         pid: pidn,
@@ -712,8 +854,26 @@ fn rebuild(
             memory::map_vma(&mut t, v, fd)?;
         }
     }
-    let stats = memory::restore_pages(&mut t, &p.vmas, pm, pages)?;
-    memory::protect_shared(&mut t, &p.vmas)?;
+    // The pages: here, if children forked below must find them, or a read-only shared
+    // mapping must be made read-only after them (both need this thread); otherwise by the
+    // page thread while this one goes on (see restore).
+    let inline = img
+        .processes
+        .iter()
+        .any(|q| q.ppid == pidn && q.vmas.iter().any(|w| !w.cow.is_empty()))
+        || p.vmas.iter().any(|v| {
+            v.kind == VmaKind::SharedAnon
+                && (v.sysv.is_some() || v.prot & libc::PROT_WRITE as u32 == 0)
+        })
+        // (Seccomp programs are passed through the stack, which the page thread writes.)
+        || !p.seccomp_filters.is_empty();
+    let stats = if inline {
+        let st = memory::restore_pages(&mut t, &p.vmas, pm, pages)?;
+        memory::protect_shared(&mut t, &p.vmas)?;
+        Some(st)
+    } else {
+        None
+    };
     // A process forked from its restored parent has the parent's exe link already; the
     // kernel refuses to set one while the old file is mapped (it is: kept mappings).
     let exe_now = std::fs::read_link(format!("/proc/{child}/exe")).ok();
@@ -729,7 +889,22 @@ fn rebuild(
     // The children, forked now: they start with this memory (sharing what they shared with
     // it at dump time), this session and process group, and the parked fds.
     for q in img.processes.iter().filter(|q| q.ppid == pidn) {
-        forked.push(fork_child(&mut t, s, q.pid)?);
+        // Big private mappings the child does not share are kept out of it (MADV_DONTFORK
+        // for the fork): copying their page tables only for the child to unmap them would
+        // cost more than the fork itself.
+        let skip: Vec<&VmaEntry> = p
+            .vmas
+            .iter()
+            .filter(|v| {
+                matches!(v.kind, VmaKind::Anon | VmaKind::FilePrivate)
+                    && v.len() >= 1 << 20
+                    && !q
+                        .vmas
+                        .iter()
+                        .any(|w| !w.cow.is_empty() && w.start < v.end && v.start < w.end)
+            })
+            .collect();
+        forked.push(fork_child(&mut t, s, q.pid, &skip)?);
     }
 
     // Descriptors: drop what the skeleton inherited below `base`, move the parked ones into

@@ -250,6 +250,62 @@ impl Tracee for PtraceTracee {
     }
 }
 
+/// A process's memory without its threads: /proc/PID/mem, usable from any thread of ours
+/// (ptrace requests are not: only the tracing thread may make them). For copying pages while
+/// the tracing thread goes on with other work; remote syscalls are refused.
+pub struct MemTracee {
+    pid: i32,
+    mem: File,
+}
+
+impl MemTracee {
+    pub fn open(pid: i32) -> Result<MemTracee> {
+        let mem = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(format!("/proc/{pid}/mem"))
+            .map_err(|source| TraceeError::Memory {
+                pid,
+                addr: 0,
+                len: 0,
+                source,
+            })?;
+        Ok(MemTracee { pid, mem })
+    }
+}
+
+impl Tracee for MemTracee {
+    fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    fn syscall_raw(&mut self, _nr: i64, _args: [u64; 6]) -> Result<i64> {
+        Err(TraceeError::NoGadget { pid: self.pid })
+    }
+
+    fn read_mem(&self, addr: u64, buf: &mut [u8]) -> Result<()> {
+        self.mem
+            .read_exact_at(buf, addr)
+            .map_err(|source| TraceeError::Memory {
+                pid: self.pid,
+                addr,
+                len: buf.len(),
+                source,
+            })
+    }
+
+    fn write_mem(&mut self, addr: u64, data: &[u8]) -> Result<()> {
+        self.mem
+            .write_all_at(data, addr)
+            .map_err(|source| TraceeError::Memory {
+                pid: self.pid,
+                addr,
+                len: data.len(),
+                source,
+            })
+    }
+}
+
 /// Find a `syscall` instruction (0f 05) in the vDSO at `[start, end)` of the tracee.
 pub fn find_gadget(t: &impl Tracee, start: u64, end: u64) -> Result<u64> {
     let mut buf = vec![0u8; (end - start) as usize];
