@@ -548,7 +548,7 @@ fn split_runs(
     let mut cur = empty();
     let mut bytes = 0;
     for r in &pm.runs {
-        cur.runs.push(r.clone());
+        cur.runs.push(*r);
         bytes += r.pages as u64 * stasis_image::PAGE_SIZE;
         if bytes >= share {
             out.push(std::mem::replace(&mut cur, empty()));
