@@ -1004,3 +1004,46 @@ fn rebuild(
     }
     Ok((stats, threads))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(pages: &[u32]) -> stasis_image::PageIndexEntry {
+        let mut off = 0;
+        stasis_image::PageIndexEntry {
+            pid: 7,
+            pages_file: "pages-7".into(),
+            runs: pages
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| {
+                    let r = stasis_image::PageRun {
+                        vaddr: 0x1000_0000 * (i as u64 + 1),
+                        pages: n,
+                        offset: off,
+                        crc32c: 0,
+                        lz4_len: 0,
+                    };
+                    off += n as u64 * 4096;
+                    r
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn big_indexes_split_into_parts_covering_every_run_once() {
+        let pm = index(&[256; 40]); // 40 MiB
+        let parts = split_runs(&pm, 2, 32 << 20);
+        assert_eq!(parts.len(), 2);
+        let all: Vec<_> = parts.iter().flat_map(|p| p.runs.clone()).collect();
+        assert_eq!(all, pm.runs);
+        assert!(parts
+            .iter()
+            .all(|p| p.pid == 7 && p.pages_file == "pages-7"));
+        // Small ones stay whole.
+        assert_eq!(split_runs(&index(&[256; 4]), 2, 32 << 20).len(), 1);
+        assert_eq!(split_runs(&pm, 1, 32 << 20).len(), 1);
+    }
+}
