@@ -538,6 +538,14 @@ fn copy_on_write_memory_stays_shared_after_restore() {
     assert!(out.contains("ok child2-region"), "{out}");
 }
 
+/// A session and a process group whose leaders have exited come back with their ids (a
+/// helper with the leader's PID makes each and exits before anything runs).
+#[test]
+fn sessions_and_groups_of_exited_leaders() {
+    let _g = serial();
+    workload("sessions", &[]);
+}
+
 #[test]
 fn process_tree_with_shared_pipe_and_memory() {
     let _g = serial();

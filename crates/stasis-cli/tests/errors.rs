@@ -166,6 +166,67 @@ fn unsupported_fd_fails_cleanly_naming_the_fd() {
     assert_eq!(st.code(), Some(7), "the process did not run on normally");
 }
 
+/// A unix socket with a file descriptor in flight (sent with SCM_RIGHTS, not received yet)
+/// is refused naming the fd and the reason; the process runs on and still receives the fd
+/// and its byte intact.
+#[test]
+fn fd_in_flight_over_a_unix_socket_is_refused_and_left_intact() {
+    let _g = serial();
+    let c = Case::new();
+    let pf = c.path("pidfile");
+    let script = format!(
+        "import socket, os, time, signal, sys\n\
+         a, b = socket.socketpair()\n\
+         r, w = os.pipe()\n\
+         socket.send_fds(a, [b'x'], [w])\n\
+         os.close(w)\n\
+         def done(*_):\n\
+         \x20   msg, fds, _, _ = socket.recv_fds(b, 16, 4)\n\
+         \x20   os.write(fds[0], b'through')\n\
+         \x20   sys.exit(7 if msg == b'x' and os.read(r, 16) == b'through' else 1)\n\
+         signal.signal(signal.SIGUSR2, done)\n\
+         open('{pf}.tmp', 'w').write(f'{{os.getpid()}}\\n'); os.rename('{pf}.tmp', '{pf}')\n\
+         print('fd', b.fileno(), flush=True)\n\
+         while True: time.sleep(0.05)\n",
+        pf = pf.display()
+    );
+    let mut child = spawn(&c, &["python3", "-c", &script], "out");
+    let pid = wait_pidfile(&pf, &mut child);
+    std::thread::sleep(Duration::from_millis(100));
+    let fd: i32 = std::fs::read_to_string(c.path("out"))
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let o = run_stasis(&[
+        "dump",
+        "--pid",
+        &pid.to_string(),
+        "--dir",
+        c.image().to_str().unwrap(),
+        "--kill",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        o.stderr.contains(&format!("pid {pid} fd {fd}: socket:["))
+            && o.stderr.contains("SCM_RIGHTS"),
+        "{}",
+        o.stderr
+    );
+    assert!(!c.image().exists(), "a failed dump left an image");
+    no_leftovers(&c.image());
+    assert!(alive(pid));
+    signal(pid, libc::SIGUSR2);
+    let st = wait_timeout(&mut child, Duration::from_secs(20));
+    assert_eq!(
+        st.code(),
+        Some(7),
+        "the fd in flight did not arrive intact after the failed dump"
+    );
+}
+
 #[test]
 fn restore_refuses_a_taken_pid() {
     let _g = serial();

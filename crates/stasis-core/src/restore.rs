@@ -561,6 +561,76 @@ fn split_runs(
     out
 }
 
+/// The helper with PID `pid` (forked from `t` and running `nr(args)` once, the first time it
+/// is asked for).
+fn helper<'h>(
+    t: &mut PtraceTracee,
+    s: Scratch,
+    pid: i32,
+    name: &'static str,
+    nr: i64,
+    args: [u64; 6],
+    helpers: &'h mut Vec<PtraceTracee>,
+) -> Result<&'h mut PtraceTracee> {
+    if let Some(i) = helpers.iter().position(|h| h.pid() == pid) {
+        return Ok(&mut helpers[i]);
+    }
+    let h = fork_child(t, s, pid, &[])?;
+    let mut ht = PtraceTracee::new(h)?;
+    ht.set_gadget(t.gadget());
+    ht.syscall(name, nr, args)?;
+    helpers.push(ht);
+    Ok(helpers.last_mut().expect("just pushed"))
+}
+
+/// Helpers exit (their children, if any, come back to `p`, a subreaper), `p` reaps them and
+/// forgets the SIGCHLDs they sent (the saved pending signals are queued later).
+fn end_helpers(
+    t: &mut PtraceTracee,
+    s: Scratch,
+    p: &stasis_image::ProcessEntry,
+    helpers: Vec<PtraceTracee>,
+) -> Result<()> {
+    if p.child_subreaper {
+        t.syscall(
+            "prctl(PR_SET_CHILD_SUBREAPER)",
+            libc::SYS_prctl,
+            [libc::PR_SET_CHILD_SUBREAPER as u64, 1, 0, 0, 0, 0],
+        )?;
+    }
+    for h in helpers {
+        let hp = Pid::from_raw(h.pid());
+        let mut regs = *h.base_regs();
+        regs.rip = h.gadget();
+        regs.rax = libc::SYS_exit_group as u64;
+        regs.rdi = 0;
+        regs.orig_rax = u64::MAX;
+        h.set_regs(&regs)?;
+        let step = |source| RestoreError::Skeleton {
+            pid: hp.as_raw(),
+            step: "ending a session or group helper",
+            source,
+        };
+        ptrace::cont(hp, 0).map_err(step)?;
+        loop {
+            match ptrace::wait(hp, false).map_err(step)? {
+                Some((_, WaitStatus::Exited(_) | WaitStatus::Signaled(_))) => break,
+                _ => ptrace::cont(hp, 0).map_err(step)?,
+            }
+        }
+        t.syscall(
+            "wait4 (a helper)",
+            libc::SYS_wait4,
+            [hp.as_raw() as u64, 0, 0, 0, 0, 0],
+        )?;
+    }
+    // rt_sigtimedwait({SIGCHLD}, NULL, {0, 0}) until nothing is left.
+    let set: u64 = 1 << (libc::SIGCHLD - 1);
+    t.write_mem(s.addr, &crate::scratch::words_to_bytes(&[set, 0, 0, 0]))?;
+    while t.syscall_raw(libc::SYS_rt_sigtimedwait, [s.addr, 0, s.addr + 16, 8, 0, 0])? > 0 {}
+    Ok(())
+}
+
 /// The pages of one process (or a part of them), for a page thread.
 struct PageJob<'a> {
     pid: i32,
@@ -888,6 +958,7 @@ fn rebuild(
 
     // The children, forked now: they start with this memory (sharing what they shared with
     // it at dump time), this session and process group, and the parked fds.
+    let mut helpers: Vec<PtraceTracee> = Vec::new();
     for q in img.processes.iter().filter(|q| q.ppid == pidn) {
         // Big private mappings the child does not share are kept out of it (MADV_DONTFORK
         // for the fork): copying their page tables only for the child to unmap them would
@@ -904,7 +975,61 @@ fn rebuild(
                         .any(|w| !w.cow.is_empty() && w.start < v.end && v.start < w.end)
             })
             .collect();
-        forked.push(fork_child(&mut t, s, q.pid, &skip)?);
+        // A session or process group whose leader has exited cannot be made after the fact
+        // (setsid names the session after the caller): a helper with the leader's PID makes
+        // it and is gone again before anything runs. A session helper forks the child
+        // (the child then comes back to us, a subreaper, when the helper exits); a group
+        // helper only lends its group, which we move the child into.
+        let lost_session =
+            q.sid != q.pid && q.sid != p.sid && !tree.contains(&q.sid) && p.child_subreaper;
+        let lost_group = !lost_session
+            && q.pgid != q.pid
+            && q.pgid != p.pgid
+            && q.sid == p.sid
+            && !tree.contains(&q.pgid);
+        if lost_session {
+            let h = helper(
+                &mut t,
+                s,
+                q.sid,
+                "setsid",
+                libc::SYS_setsid,
+                [0; 6],
+                &mut helpers,
+            )?;
+            let hp = Pid::from_raw(h.pid());
+            if !forked.contains(&hp) {
+                forked.push(hp);
+            }
+            let kid = fork_child(h, s, q.pid, &skip)?;
+            forked.push(kid);
+        } else {
+            let kid = fork_child(&mut t, s, q.pid, &skip)?;
+            forked.push(kid);
+            if lost_group {
+                let h = helper(
+                    &mut t,
+                    s,
+                    q.pgid,
+                    "setpgid",
+                    libc::SYS_setpgid,
+                    [0; 6],
+                    &mut helpers,
+                )?;
+                let hp = Pid::from_raw(h.pid());
+                if !forked.contains(&hp) {
+                    forked.push(hp);
+                }
+                t.syscall(
+                    "setpgid (into a group whose leader exited)",
+                    libc::SYS_setpgid,
+                    [q.pid as u64, q.pgid as u64, 0, 0, 0, 0],
+                )?;
+            }
+        }
+    }
+    if !helpers.is_empty() {
+        end_helpers(&mut t, s, p, helpers)?;
     }
 
     // Descriptors: drop what the skeleton inherited below `base`, move the parked ones into

@@ -74,10 +74,20 @@ pub fn unix_diag_dump() -> SysResult<Vec<u8>> {
     }
 }
 
+/// What is queued to be read on a socket.
+#[derive(Debug, Default)]
+pub struct Queued {
+    pub data: Vec<u8>,
+    /// For message sockets, each message's length.
+    pub messages: Vec<u32>,
+    /// File descriptors in flight (SCM_RIGHTS) attached to the queued data. Peeking hands
+    /// copies of them to us; they are closed again here and only counted.
+    pub rights: usize,
+}
+
 /// Everything queued to be read on a socket, without consuming it: MSG_PEEK from a peek
-/// offset that walks the queue (SO_PEEK_OFF), reset afterwards. Returns the bytes and, for
-/// message sockets, each message's length.
-pub fn peek_queue(fd: &impl AsRawFd, stream: bool) -> SysResult<(Vec<u8>, Vec<u32>)> {
+/// offset that walks the queue (SO_PEEK_OFF), reset afterwards.
+pub fn peek_queue(fd: &impl AsRawFd, stream: bool) -> SysResult<Queued> {
     let set_off = |v: i32| -> SysResult<()> {
         // SAFETY: setsockopt reads one int from `v`.
         let r = unsafe {
@@ -96,35 +106,73 @@ pub fn peek_queue(fd: &impl AsRawFd, stream: bool) -> SysResult<(Vec<u8>, Vec<u3
         }
     };
     set_off(0)?;
-    let mut data = Vec::new();
-    let mut lens = Vec::new();
+    let mut q = Queued::default();
     let mut buf = vec![0u8; 256 * 1024];
+    // Room for credentials and up to 253 fds (SCM_MAX_FD), 8-byte aligned.
+    let mut control = vec![0u64; 160];
     let res = loop {
-        // SAFETY: `buf` is writable for its length.
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: msghdr is plain data; the fields set below point at live buffers.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = control.len() * 8;
+        // SAFETY: `msg` describes writable buffers (`buf`, `control`) that outlive the call;
+        // MSG_CMSG_CLOEXEC so fds handed to us never leak into a child of ours.
         let n = unsafe {
-            libc::recv(
+            libc::recvmsg(
                 fd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+                &mut msg,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC,
             )
         };
         if n < 0 {
             let e = Errno::last();
             break if e == Errno::EAGAIN { Ok(()) } else { Err(e) };
         }
+        q.rights += close_rights(&msg);
+        if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+            // More fds than the buffer holds: the kernel dropped the rest, there were some.
+            q.rights += 1;
+        }
         if n == 0 && stream {
             break Ok(());
         }
-        data.extend_from_slice(&buf[..n as usize]);
+        q.data.extend_from_slice(&buf[..n as usize]);
         if !stream {
-            lens.push(n as u32);
+            q.messages.push(n as u32);
         }
     };
     let reset = set_off(-1);
     res?;
     reset?;
-    Ok((data, lens))
+    Ok(q)
+}
+
+/// Close the fds of every SCM_RIGHTS message of `msg`; returns how many there were.
+fn close_rights(msg: &libc::msghdr) -> usize {
+    let mut count = 0;
+    // SAFETY: the CMSG_* macros walk the control buffer the kernel just filled, within
+    // msg_controllen; each SCM_RIGHTS payload is an array of ints that are ours to close.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(c) as *const i32;
+                let n = ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / 4;
+                for i in 0..n {
+                    libc::close(data.add(i).read_unaligned());
+                }
+                count += n;
+            }
+            c = libc::CMSG_NXTHDR(msg, c);
+        }
+    }
+    count
 }
 
 /// `bind(fd, sockaddr_un, len)`—Bind a unix socket to a path or abstract name.

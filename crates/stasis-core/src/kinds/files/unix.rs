@@ -47,12 +47,19 @@ pub fn dump(cx: &mut DumpFd, table: &[UnixSock]) -> Result<FileKindEntry, FilesE
     let (data, messages) = if s.state == LISTEN {
         (Vec::new(), Vec::new())
     } else {
-        stasis_sys::netlink::peek_queue(cx.stolen, stream).map_err(|e| FilesError::Proc {
-            pid: cx.pid,
-            fd: cx.fd,
-            what: "the socket's queued data",
-            source: e.into(),
-        })?
+        let q =
+            stasis_sys::netlink::peek_queue(cx.stolen, stream).map_err(|e| FilesError::Proc {
+                pid: cx.pid,
+                fd: cx.fd,
+                what: "the socket's queued data",
+                source: e.into(),
+            })?;
+        if q.rights > 0 {
+            return Err(unsupported(
+                "file descriptors in flight (SCM_RIGHTS) in the unix socket's receive queue; let the receiver read them before the dump",
+            ));
+        }
+        (q.data, q.messages)
     };
     let queue = if data.is_empty() {
         None
