@@ -401,6 +401,15 @@ fn threads_each_with_its_own_state_and_wait() {
     assert!(r.after.contains("ok tids"), "{}", r.after);
 }
 
+/// Signals pending on a thread other than the main one (tgkill and sigqueue'd with values)
+/// are delivered to that thread after restore, in order, with their data.
+#[test]
+fn signals_pending_on_another_thread() {
+    let _g = serial();
+    let r = workload("thread_signals", &[]);
+    assert!(r.after.contains("ok worker-pending-signals"), "{}", r.after);
+}
+
 /// A thread that dropped to another user with the raw syscall (credentials are per thread)
 /// gets its own credentials back, while the main thread stays root.
 #[test]

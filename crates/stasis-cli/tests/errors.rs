@@ -249,6 +249,61 @@ fn restore_refuses_a_taken_pid() {
     still_fine(pid, child);
 }
 
+/// A restore that fails after it has created threads (here: a thread's TID is taken)
+/// reports the error and leaves nothing behind; it must not wait forever on the traced
+/// threads it killed.
+#[test]
+fn restore_failing_midway_in_a_threaded_process_ends_cleanly() {
+    let _g = serial();
+    let bin = build("threads", &[], "threads");
+    let c = Case::new();
+    let pf = c.path("pidfile");
+    let mut child = spawn(
+        &c,
+        &[bin.to_str().unwrap(), pf.to_str().unwrap()],
+        "before.out",
+    );
+    let pid = wait_pidfile(&pf, &mut child);
+    std::thread::sleep(Duration::from_millis(100));
+    dump_kill(&c, pid, child);
+    let show = run_stasis(&["show", c.image().to_str().unwrap(), "--json"]);
+    let j: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    let threads = j["processes"][0]["threads"].as_array().unwrap();
+    let tid = threads.last().unwrap()["tid"].as_i64().unwrap() as i32;
+    // Another process takes the last thread's TID (the next PID the kernel hands out).
+    let mut squatter = None;
+    for _ in 0..20 {
+        std::fs::write("/proc/sys/kernel/ns_last_pid", (tid - 1).to_string()).unwrap();
+        let s = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        if s.id() as i32 == tid {
+            squatter = Some(s);
+            break;
+        }
+        let mut s = s;
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+    let mut squatter = squatter.expect("could not take the thread's TID");
+    let before = snapshot(&c.image());
+    let mut r = std::process::Command::new(stasis())
+        .args(["restore", "--dir", c.image().to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let st = wait_timeout(&mut r, Duration::from_secs(30));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut r.stderr.take().unwrap(), &mut err).unwrap();
+    let _ = squatter.kill();
+    let _ = squatter.wait();
+    assert_eq!(st.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("pid {tid} is taken")), "{err}");
+    assert!(!alive(pid), "a half-restored process {pid} remains");
+    assert_eq!(snapshot(&c.image()), before, "restore touched the image");
+}
+
 /// Dump --kill a counter and hand back the case and its pid.
 fn dumped_counter() -> (Case, i32) {
     let (c, pid, child) = counter();

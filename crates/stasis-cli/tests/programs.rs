@@ -331,7 +331,6 @@ fn redis_keeps_its_keys() {
 /// A Go binary (runtime threads with their own alternate stacks, Go's signal handlers,
 /// goroutines on 8 workers) dumped mid-run finishes with the uninterrupted result.
 #[test]
-#[ignore = "known bug: about 1 restore in 8 of this Go program hangs (threads left in futex waits); run with --ignored while investigating"]
 fn go_binary_matches_uninterrupted_run() {
     let _g = serial();
     let build_dir = Case::new();

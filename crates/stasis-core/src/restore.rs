@@ -284,8 +284,16 @@ impl Drop for SkeletonGuard {
             for &p in self.pids.iter().rev() {
                 let _ = ptrace::kill(p, libc::SIGKILL);
             }
-            if let Some(&root) = self.pids.first() {
-                let _ = nix::sys::wait::waitpid(root, None);
+            // Every thread we trace must be waited for before its process can be reaped
+            // (a traced zombie thread holds its group leader back): wait for everything
+            // that is ours until nothing is left.
+            if !self.pids.is_empty() {
+                while nix::sys::wait::waitpid(
+                    Pid::from_raw(-1),
+                    Some(nix::sys::wait::WaitPidFlag::__WALL),
+                )
+                .is_ok()
+                {}
             }
         }
     }
@@ -1091,19 +1099,25 @@ fn rebuild(
     signal::restore_itimers(&mut t, s, &p.itimers)?;
     let th = &p.threads[0];
     thread::restore_inside(&mut t, s, th)?;
-    signal::queue_signals(&mut t, s, Some(th.tid), &th.pending)?;
-    signal::queue_signals(&mut t, s, None, &p.shared_pending)?;
+    signal::queue_signals(&mut t, s, pidn, Some(th.tid), &th.pending)?;
+    signal::queue_signals(&mut t, s, pidn, None, &p.shared_pending)?;
     // The other threads, cloned from the leader while it still has our privileges (clone3
     // with a TID needs them); each then takes its credentials, its own or the process's
     // (credentials are per thread to the kernel).
     let mut threads = Vec::new();
     for th in &p.threads[1..] {
-        let tid = thread::create_thread(&mut t, s, th.tid)?;
+        let tid = thread::create_thread(&mut t, s, th.tid).map_err(|e| match e {
+            TraceeError::Syscall {
+                source: Errno::EEXIST,
+                ..
+            } => RestoreError::PidTaken { pid: th.tid },
+            e => e.into(),
+        })?;
         threads.push(tid);
         let mut tt = PtraceTracee::new(tid)?;
         tt.set_gadget(t.gadget());
         thread::restore_inside(&mut tt, s, th)?;
-        signal::queue_signals(&mut tt, s, Some(th.tid), &th.pending)?;
+        signal::queue_signals(&mut tt, s, pidn, Some(th.tid), &th.pending)?;
         process::restore_creds(&mut tt, s, th.creds.as_ref().unwrap_or(&p.creds))?;
         // no_new_privs is per thread too (seccomp filters reach every thread by TSYNC).
         if p.no_new_privs {

@@ -118,15 +118,17 @@ pub fn restore_itimers(
     Ok(())
 }
 
-/// Re-queue saved signals: per thread with rt_tgsigqueueinfo, process-wide with
-/// rt_sigqueueinfo. The tracee sends them to itself, which the kernel allows for any si_code.
+/// Re-queue saved signals of process `tgid`: per thread with rt_tgsigqueueinfo, process-wide
+/// with rt_sigqueueinfo. The tracee sends them to itself, which the kernel allows for any
+/// si_code, provided a thread-directed one is sent by that very thread (`t` must be `tid`).
 pub fn queue_signals(
     t: &mut impl Tracee,
     s: Scratch,
+    tgid: i32,
     tid: Option<i32>,
     sigs: &[SiginfoEntry],
 ) -> Result<(), TraceeError> {
-    let pid = t.pid() as u64;
+    let pid = tgid as u64;
     for si in sigs {
         t.write_mem(s.addr, &si.raw)?;
         let signo = si.signo() as u64;
