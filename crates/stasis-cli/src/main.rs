@@ -43,6 +43,10 @@ struct DumpArgs {
     /// Kill the process once the image is durable.
     #[arg(long)]
     kill: bool,
+    /// Save established TCP connections (TCP_REPAIR, needs CAP_NET_ADMIN); their peers see
+    /// nothing of the dump. Without it, a live TCP connection fails the dump.
+    #[arg(long)]
+    tcp_established: bool,
     /// Store page runs that compress well LZ4-compressed: typically 2-4x smaller images for
     /// heaps, at some CPU cost (raw pages are the fastest to dump and restore).
     #[arg(long)]
@@ -136,6 +140,7 @@ fn dump(a: DumpArgs) -> Result<ExitCode> {
         dir: a.dir.clone(),
         kill: a.kill,
         compress: a.compress,
+        tcp_established: a.tcp_established,
     })
     .with_context(|| format!("dump of pid {} failed; the process was left running", a.pid))?;
     if a.json {
@@ -397,6 +402,13 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
                 }
                 Some(stasis_image::FileKindEntry::Pty { index, master, .. }) => {
                     format!("pty {index} ({})", if *master { "master" } else { "slave" })
+                }
+                Some(stasis_image::FileKindEntry::TcpEstablished {
+                    local_port,
+                    remote_port,
+                    ..
+                }) => {
+                    format!("TCP connection port {local_port} -> {remote_port} (repair)")
                 }
                 Some(stasis_image::FileKindEntry::External { what }) => {
                     format!("{what} (external: the restore command's own)")

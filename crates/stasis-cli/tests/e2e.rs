@@ -555,6 +555,152 @@ fn sessions_and_groups_of_exited_leaders() {
     workload("sessions", &[]);
 }
 
+/// An established loopback TCP connection with bytes in flight both ways: refused without
+/// --tcp-established (naming the socket and the flag, the process running on), saved with
+/// TCP_REPAIR with it (a dump that leaves it running leaves the connection working), and
+/// after restore it carries the queued and new data both ways.
+#[test]
+fn tcp_connection_inside_the_process() {
+    let _g = serial();
+    let bin = build("tcp_pair", &[], "tcp_pair");
+    let c = Case::new();
+    let pf = c.path("pidfile");
+    let mut child = spawn(
+        &c,
+        &[bin.to_str().unwrap(), pf.to_str().unwrap()],
+        "before.out",
+    );
+    let pid = wait_pidfile(&pf, &mut child);
+    let o = run_stasis(&[
+        "dump",
+        "--pid",
+        &pid.to_string(),
+        "--dir",
+        c.path("refused").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        o.stderr.contains(&format!("pid {pid} fd"))
+            && o.stderr.contains("socket:[")
+            && o.stderr.contains("--tcp-established"),
+        "{}",
+        o.stderr
+    );
+    assert!(!c.path("refused").exists());
+    // A dump that leaves it running takes its sockets out of repair mode again.
+    let o = run_stasis(&[
+        "dump",
+        "--pid",
+        &pid.to_string(),
+        "--dir",
+        c.path("first").to_str().unwrap(),
+        "--tcp-established",
+    ]);
+    assert!(o.status.success(), "{}", o.stderr);
+    let r = {
+        // The process is still the one spawned above: dump it --kill with the flag.
+        dump_kill_with(&c, pid, child, &["--tcp-established"]);
+        let mut r = std::process::Command::new(stasis())
+            .args(["restore", "--dir", c.image().to_str().unwrap()])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(c.path("after.out")).unwrap())
+            .stderr(std::fs::File::create(c.path("after.err")).unwrap())
+            .spawn()
+            .unwrap();
+        let t = std::time::Instant::now();
+        while !alive_pid(pid) {
+            assert!(t.elapsed() < Duration::from_secs(20), "no restore");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        signal(pid, libc::SIGUSR2);
+        let st = wait_timeout(&mut r, Duration::from_secs(30));
+        (st, std::fs::read_to_string(c.path("after.out")).unwrap())
+    };
+    assert!(
+        r.0.success() && !r.1.contains("FAIL") && r.1.contains("ok ping-pong"),
+        "{}\n{}\n{}",
+        r.0,
+        r.1,
+        std::fs::read_to_string(c.path("after.err")).unwrap_or_default()
+    );
+}
+
+/// A connection to a peer outside the tree (here: this test) is restored silently with
+/// TCP_REPAIR: the peer's socket sees no reset or close across the dump, kill and restore,
+/// and the connection carries data both ways afterwards.
+#[test]
+fn tcp_connection_to_an_outside_peer() {
+    use std::io::{BufRead, Write};
+    let _g = serial();
+    let peer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = peer.local_addr().unwrap().port();
+    let c = Case::new();
+    let pf = c.path("pidfile");
+    let script = format!(
+        "import socket, os, time, signal\n\
+         s = socket.create_connection(('127.0.0.1', {port}))\n\
+         s.sendall(b'hello\\n')\n\
+         go = []\n\
+         signal.signal(signal.SIGUSR2, lambda *a: go.append(1))\n\
+         open('{pf}.tmp', 'w').write(f'{{os.getpid()}}\\n'); os.rename('{pf}.tmp', '{pf}')\n\
+         while not go: time.sleep(0.02)\n\
+         s.sendall(b'after\\n')\n\
+         print('got', s.makefile().readline().strip(), flush=True)\n",
+        pf = pf.display()
+    );
+    let mut child = spawn(&c, &["python3", "-c", &script], "before.out");
+    let (conn, _) = peer.accept().unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut rd = std::io::BufReader::new(conn.try_clone().unwrap());
+    let mut line = String::new();
+    rd.read_line(&mut line).unwrap();
+    assert_eq!(line, "hello\n");
+    let pid = wait_pidfile(&pf, &mut child);
+    dump_kill_with(&c, pid, child, &["--tcp-established"]);
+    // The peer noticed nothing: no FIN, no reset.
+    conn.set_nonblocking(true).unwrap();
+    let mut probe = [0u8; 1];
+    match std::io::Read::read(&mut &conn, &mut probe) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the peer saw the dump: {other:?}"),
+    }
+    conn.set_nonblocking(false).unwrap();
+    let mut r = std::process::Command::new(stasis())
+        .args(["restore", "--dir", c.image().to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(c.path("after.out")).unwrap())
+        .stderr(std::fs::File::create(c.path("after.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while !alive_pid(pid) {
+        assert!(t.elapsed() < Duration::from_secs(20), "no restore");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    signal(pid, libc::SIGUSR2);
+    line.clear();
+    rd.read_line(&mut line).unwrap();
+    assert_eq!(
+        line, "after\n",
+        "the restored process's bytes did not reach the peer"
+    );
+    (&conn).write_all(b"reply\n").unwrap();
+    let st = wait_timeout(&mut r, Duration::from_secs(30));
+    let out = std::fs::read_to_string(c.path("after.out")).unwrap();
+    assert!(
+        st.success() && out.contains("got reply"),
+        "{st}\n{out}\n{}",
+        std::fs::read_to_string(c.path("after.err")).unwrap_or_default()
+    );
+}
+
+fn alive_pid(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}
+
 #[test]
 fn process_tree_with_shared_pipe_and_memory() {
     let _g = serial();

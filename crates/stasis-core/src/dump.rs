@@ -29,6 +29,8 @@ pub struct DumpOptions {
     pub kill: bool,
     /// Store page runs LZ4-compressed where that saves space.
     pub compress: bool,
+    /// Save established TCP connections with TCP_REPAIR (otherwise they fail the dump).
+    pub tcp_established: bool,
 }
 
 /// What a dump did.
@@ -99,22 +101,28 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpReport> {
     let mut tree = freeze_tree(Pid::from_raw(pid))?;
     let t_frozen = Instant::now();
     tracing::debug!(pid, processes = tree.len(), took = ?t0.elapsed(), "frozen");
-    let result = write_image(&mut tree, staging.dir(), opts.compress).and_then(|stats| {
-        tracing::debug!(pid, took = ?t0.elapsed(), "image written");
-        let dir = LocalStore.put(staging)?;
-        tracing::debug!(pid, took = ?t0.elapsed(), "image durable");
-        Ok((stats, dir))
-    });
+    let mut table = files::FileTable::default();
+    table.tcp_established = opts.tcp_established;
+    let result =
+        write_image(&mut tree, staging.dir(), opts.compress, &mut table).and_then(|stats| {
+            tracing::debug!(pid, took = ?t0.elapsed(), "image written");
+            let dir = LocalStore.put(staging)?;
+            tracing::debug!(pid, took = ?t0.elapsed(), "image durable");
+            Ok((stats, dir))
+        });
     match result {
         Ok((stats, dir)) => {
             let frozen_for = t_frozen.elapsed();
             let killed = if opts.kill {
+                // Repaired TCP sockets die in repair mode: the peers see nothing.
                 kill_tree(&tree)?;
+                drop(table);
                 for p in &tree {
                     wait_gone(p.pid.as_raw(), Duration::from_secs(10));
                 }
                 true
             } else {
+                table.leave_repair();
                 for p in &mut tree {
                     p.release(true);
                 }
@@ -133,6 +141,7 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpReport> {
             })
         }
         Err(e) => {
+            table.leave_repair();
             for p in &mut tree {
                 p.release(true);
             }
@@ -298,8 +307,8 @@ fn write_image(
     tree: &mut [Seized],
     dir: &std::path::Path,
     compress: bool,
+    table: &mut files::FileTable,
 ) -> Result<memory::PagesStats> {
-    let mut table = files::FileTable::default();
     let mut shmem_seen = memory::ShmemSeen::default();
     // Pages children share copy-on-write with their parents are saved once, with the parent.
     let procs: Vec<(i32, i32)> = tree
@@ -319,7 +328,7 @@ fn write_image(
             continue;
         }
         let (stats, xf, flushing) =
-            collect(p, dir, compress, i == 0, &mut table, &mut shmem_seen, &cow)?;
+            collect(p, dir, compress, i == 0, table, &mut shmem_seen, &cow)?;
         flushes.push(flushing);
         total.pages += stats.pages;
         total.bytes += stats.bytes;
@@ -330,7 +339,9 @@ fn write_image(
         dir,
         Image::FILES,
         FileKind::Files,
-        &FilesEntry { files: table.files },
+        &FilesEntry {
+            files: std::mem::take(&mut table.files),
+        },
     )?;
     let inventory = InventoryEntry {
         stasis_version: env!("CARGO_PKG_VERSION").to_string(),

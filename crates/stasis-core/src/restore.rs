@@ -100,6 +100,8 @@ struct Prepared {
     by_id: HashMap<u32, i32>,
     /// Shared anonymous memory objects by shmem id.
     shmem: HashMap<u64, i32>,
+    /// Parked TCP connections still in repair mode.
+    tcp_repair: Vec<i32>,
     /// Per pid: working directory and executable.
     cwd: HashMap<i32, i32>,
     exe: HashMap<i32, i32>,
@@ -143,6 +145,7 @@ fn prepare(img: &Image) -> Result<Prepared> {
         all: &img.files.files,
     };
     let mut place = HashMap::new();
+    let mut tcp_repair = Vec::new();
     let mut maps = HashMap::new();
     let mut cwd = HashMap::new();
     let mut exe = HashMap::new();
@@ -168,6 +171,12 @@ fn prepare(img: &Image) -> Result<Prepared> {
                     let f = files::open(&mut cx, entry, fd.fd)?;
                     files::lock::take_on_file(entry.id, &f, &entry.locks)?;
                     let s = park(p.pid, f, &mut owned)?;
+                    if matches!(
+                        entry.kind,
+                        stasis_image::FileKindEntry::TcpEstablished { .. }
+                    ) {
+                        tcp_repair.push(s);
+                    }
                     by_id.insert(fd.file_id, s);
                     s
                 }
@@ -266,6 +275,7 @@ fn prepare(img: &Image) -> Result<Prepared> {
         maps,
         by_id,
         shmem,
+        tcp_repair,
         cwd,
         exe,
         _owned: owned,
@@ -491,6 +501,14 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
         }
         Ok(())
     })?;
+    // Every connection exists now: take them out of repair mode.
+    for &fd in &prep.tcp_repair {
+        files::tcp::leave_repair(fd).map_err(|source| RestoreError::Skeleton {
+            pid: root.pid,
+            step: "leaving TCP repair mode",
+            source,
+        })?;
+    }
     // Zombies exit again with their saved status; their parents (still stopped) find them
     // waiting to be reaped.
     for (t, status) in zombies {

@@ -189,3 +189,82 @@ pub fn bind_unix(
         Ok(())
     }
 }
+
+/// TCP repair (checkpoint/restore of established connections, needs CAP_NET_ADMIN): socket
+/// option numbers from linux/tcp.h.
+pub mod tcp_repair {
+    pub const TCP_REPAIR: i32 = 19;
+    pub const TCP_REPAIR_QUEUE: i32 = 20;
+    pub const TCP_QUEUE_SEQ: i32 = 21;
+    pub const TCP_REPAIR_OPTIONS: i32 = 22;
+    pub const TCP_TIMESTAMP: i32 = 24;
+    pub const TCP_REPAIR_WINDOW: i32 = 29;
+    pub const RECV_QUEUE: i32 = 1;
+    pub const SEND_QUEUE: i32 = 2;
+    /// Leave repair mode without sending a window probe.
+    pub const REPAIR_OFF_NO_WP: i32 = -1;
+}
+
+/// `setsockopt(fd, IPPROTO_TCP, opt, &val, len)` with a raw value.
+pub fn tcp_setsockopt(fd: std::os::fd::RawFd, opt: i32, val: &[u8]) -> SysResult<()> {
+    // SAFETY: the kernel reads `val.len()` bytes from `val`.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            opt,
+            val.as_ptr().cast(),
+            val.len() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(())
+    }
+}
+
+/// `getsockopt(fd, IPPROTO_TCP, opt, buf, &len)`; returns the bytes the kernel wrote.
+pub fn tcp_getsockopt(fd: std::os::fd::RawFd, opt: i32, size: usize) -> SysResult<Vec<u8>> {
+    let mut buf = vec![0u8; size];
+    let mut len = size as libc::socklen_t;
+    // SAFETY: `buf` is writable for `len` bytes; the kernel updates `len`.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            opt,
+            buf.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if r < 0 {
+        return Err(Errno::last());
+    }
+    buf.truncate(len as usize);
+    Ok(buf)
+}
+
+/// Peek everything readable (in repair mode: the selected queue) without consuming it.
+pub fn peek_all(fd: std::os::fd::RawFd, max: usize) -> SysResult<Vec<u8>> {
+    let mut buf = vec![0u8; max.max(1)];
+    // SAFETY: `buf` is writable for its length.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        let e = Errno::last();
+        return if e == Errno::EAGAIN {
+            Ok(Vec::new())
+        } else {
+            Err(e)
+        };
+    }
+    buf.truncate(n as usize);
+    Ok(buf)
+}

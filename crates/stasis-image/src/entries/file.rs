@@ -132,6 +132,28 @@ pub enum FileKindEntry {
         #[serde(default)]
         v6only: bool,
     },
+    /// An established TCP connection, saved with TCP_REPAIR (`--tcp-established`): endpoints,
+    /// sequence numbers, queued data, negotiated options and window.
+    TcpEstablished {
+        local: Vec<u8>,
+        local_port: u16,
+        remote: Vec<u8>,
+        remote_port: u16,
+        send_seq: u32,
+        recv_seq: u32,
+        #[serde(default)]
+        send_queue: Option<BlobRef>,
+        #[serde(default)]
+        recv_queue: Option<BlobRef>,
+        mss: u32,
+        /// tcpi_options bits (1 timestamps, 2 SACK, 4 window scaling).
+        options: u8,
+        snd_wscale: u8,
+        rcv_wscale: u8,
+        timestamp: u32,
+        /// struct tcp_repair_window: snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup.
+        window: [u32; 5],
+    },
     /// Something outside the dumped tree (a terminal, a pipe or socket of the parent shell):
     /// restore connects it to the restore command's own fd of the same number.
     External {

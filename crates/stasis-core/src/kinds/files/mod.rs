@@ -91,6 +91,10 @@ pub struct DumpFd<'a> {
     pub seen_pipes: &'a mut std::collections::HashSet<u64>,
     /// The AF_UNIX socket table (sock_diag), read once per dump when a socket is met.
     pub unix_table: &'a [stasis_procfs::unixdiag::UnixSock],
+    /// Save established TCP connections with TCP_REPAIR (`--tcp-established`).
+    pub tcp_established: bool,
+    /// Sockets put in repair mode by this dump.
+    pub repaired: &'a mut Vec<OwnedFd>,
 }
 
 /// What opening files on restore shares between fds.
@@ -121,6 +125,25 @@ pub struct FileTable {
     pub inodes: Vec<(u32, u64)>,
     /// The AF_UNIX socket table, read when the first socket is met.
     unix: Option<Vec<stasis_procfs::unixdiag::UnixSock>>,
+    /// Save established TCP connections with TCP_REPAIR.
+    pub tcp_established: bool,
+    /// TCP sockets this dump put in repair mode: they stay there while the dump runs (and
+    /// through the kill of `--kill`, so the peer sees nothing); see [`FileTable::leave_repair`].
+    pub repaired: Vec<OwnedFd>,
+}
+
+impl FileTable {
+    /// Take every socket this dump put in repair mode out of it again (the process runs on).
+    pub fn leave_repair(&mut self) {
+        for s in self.repaired.drain(..) {
+            use std::os::fd::AsRawFd;
+            let _ = stasis_sys::netlink::tcp_setsockopt(
+                s.as_raw_fd(),
+                stasis_sys::netlink::tcp_repair::TCP_REPAIR,
+                &stasis_sys::netlink::tcp_repair::REPAIR_OFF_NO_WP.to_ne_bytes(),
+            );
+        }
+    }
 }
 
 /// O_CLOEXEC as fdinfo shows it in `flags`.
@@ -212,6 +235,8 @@ pub fn dump_fds(
                         next_blob: &mut table.next_blob,
                         seen_pipes: &mut table.seen_pipes,
                         unix_table: table.unix.as_deref().unwrap_or(&[]),
+                        tcp_established: table.tcp_established,
+                        repaired: &mut table.repaired,
                     };
                     let kind = dump_kind(&mut cx)?;
                     if matches!(
@@ -322,6 +347,7 @@ pub fn open(cx: &mut OpenCx, entry: &FileEntry, own_fd: i32) -> Result<OwnedFd, 
         FileKindEntry::Inotify { .. } => inotify::open(entry),
         FileKindEntry::UnixSocket { .. } => unix::open(cx, entry),
         FileKindEntry::TcpListen { .. } => tcp::open(entry),
+        FileKindEntry::TcpEstablished { .. } => tcp::open_established(cx.dir, entry),
         FileKindEntry::Fifo { .. } => fifo::open(cx, entry),
         FileKindEntry::Pty { .. } => pty::open(cx, entry),
         FileKindEntry::External { .. } => external::open(entry, own_fd),
@@ -401,6 +427,8 @@ pub fn dump_mapped_deleted(
         next_blob: &mut table.next_blob,
         seen_pipes: &mut table.seen_pipes,
         unix_table: &[],
+        tcp_established: false,
+        repaired: &mut table.repaired,
     };
     let kind = if link.starts_with("/memfd:") {
         memfd::dump(&mut cx)?
