@@ -697,6 +697,100 @@ fn tcp_connection_to_an_outside_peer() {
     );
 }
 
+/// Everything a pty master yields, collected by a thread.
+fn pty_reader(master: std::os::fd::OwnedFd) -> std::sync::Arc<std::sync::Mutex<String>> {
+    let out = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let o = out.clone();
+    std::thread::spawn(move || {
+        let mut f = std::fs::File::from(master);
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut f, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            o.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    out
+}
+
+fn wait_for_text(out: &std::sync::Mutex<String>, what: &str) {
+    let t = std::time::Instant::now();
+    while !out.lock().unwrap().contains(what) {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "no {what:?} on the terminal: {}",
+            out.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A job started from a terminal (in the session of a shell that owns the terminal) comes
+/// back attached to the restore command's terminal: its output shows there, /dev/tty is that
+/// terminal, and it reads what is typed there.
+#[test]
+fn job_started_from_a_terminal_restores_on_the_restore_commands_terminal() {
+    let _g = serial();
+    let bin = build("tty_job", &[], "tty_job");
+    let c = Case::new();
+    let pf = c.path("pidfile");
+    // The original terminal: a shell leads its session, the job is its child.
+    let one = nix::pty::openpty(None, None).unwrap();
+    let job_out = pty_reader(one.master);
+    let slave = std::fs::File::from(one.slave);
+    let mut sh = std::process::Command::new("setsid")
+        .args(["-c", "sh", "-c", "\"$0\" \"$1\"; sleep 30"])
+        .arg(&bin)
+        .arg(&pf)
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .spawn()
+        .unwrap();
+    let pid = wait_pidfile(&pf, &mut sh);
+    wait_for_text(&job_out, "tick 3");
+    let o = run_stasis(&[
+        "dump",
+        "--pid",
+        &pid.to_string(),
+        "--dir",
+        c.image().to_str().unwrap(),
+        "--kill",
+    ]);
+    assert!(o.status.success(), "{}", o.stderr);
+    let _ = sh.kill();
+    let _ = sh.wait();
+    // The restore command's terminal: another pty, whose session it leads.
+    let two = nix::pty::openpty(None, None).unwrap();
+    let mut typing = std::fs::File::from(two.master.try_clone().unwrap());
+    let out = pty_reader(two.master);
+    let slave = std::fs::File::from(two.slave);
+    let mut r = std::process::Command::new("setsid")
+        .args(["-c"])
+        .arg(stasis())
+        .args(["restore", "--dir", c.image().to_str().unwrap()])
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .spawn()
+        .unwrap();
+    wait_for_text(&out, "tick");
+    signal(pid, libc::SIGUSR2);
+    wait_for_text(&out, "ready on ");
+    assert!(
+        out.lock().unwrap().contains("via /dev/tty"),
+        "the controlling terminal is not the restore command's"
+    );
+    std::io::Write::write_all(&mut typing, b"typed here\n").unwrap();
+    wait_for_text(&out, "echo: typed here");
+    let st = wait_timeout(&mut r, Duration::from_secs(20));
+    let text = out.lock().unwrap().clone();
+    assert!(st.success() && !text.contains("FAIL"), "{st}\n{text}");
+}
+
 fn alive_pid(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
 }
