@@ -624,12 +624,16 @@ pub fn dump_pages(
             a = e;
         }
     }
+    // Buffers are fresh memory, slow to fault in: a small process gets small ones (at least
+    // one run each), so that it pays for little more than its own pages.
+    let total: u64 = runs.iter().map(|r| r.1 - r.0).sum();
+    let batch = (total / 8)
+        .clamp(RUN_PAGES * PAGE_SIZE, BATCH_BYTES as u64)
+        .next_multiple_of(PAGE_SIZE) as usize;
     let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Batch>(BUFFERS);
     let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
     for _ in 0..BUFFERS {
-        empty_tx
-            .send(vec![0u8; BATCH_BYTES])
-            .expect("receiver alive");
+        empty_tx.send(vec![0u8; batch]).expect("receiver alive");
     }
     let out = &mut index.runs;
     std::thread::scope(|sc| {
