@@ -110,7 +110,8 @@ const RUN_PAGES: u64 = 256;
 const BATCH_BYTES: usize = 8 << 20;
 /// Batches in flight between reader and writer (memory: BUFFERS x BATCH_BYTES).
 const BUFFERS: usize = 3;
-/// Bytes written before their writeback is started.
+/// Bytes written before their writeback is started (at most: small dumps start it every
+/// batch).
 const WRITEBACK_CHUNK: usize = 8 << 20;
 
 /// Decide how each VMA is saved and recreated. Mappings of deleted files (and memfds) must
@@ -640,8 +641,9 @@ pub fn dump_pages(
         let writing = sc.spawn(move || -> Result<PagesStats> {
             let mut stats = PagesStats::default();
             let mut packed = Vec::new();
-            // Writeback of what was written is started every WRITEBACK_CHUNK bytes: the disk
-            // works while we copy, and the final fsync has little left to wait for.
+            // Writeback of what was written is started every batch (at most WRITEBACK_CHUNK
+            // bytes): the disk works while we copy, and the final fsync has little left to
+            // wait for, however small the process.
             let mut wb_from = writer.len();
             for b in full_rx {
                 let data = &b.buf[..b.used];
@@ -659,7 +661,7 @@ pub fn dump_pages(
                         None => raw,
                     };
                     let at = writer.append(stored)?;
-                    if writer.len() - wb_from >= WRITEBACK_CHUNK as u64 {
+                    if writer.len() - wb_from >= WRITEBACK_CHUNK.min(batch) as u64 {
                         let _ = stasis_sys::mem::start_writeback(
                             writer.file(),
                             wb_from,
