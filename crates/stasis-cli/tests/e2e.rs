@@ -261,13 +261,7 @@ fn stopped_process_comes_back_stopped() {
     let _g = serial();
     let c = Case::new();
     let bin = build("counter", &[], "counter-static");
-    let pf = c.path("pidfile");
-    let mut child = spawn(
-        &c,
-        &[bin.to_str().unwrap(), pf.to_str().unwrap()],
-        "before.out",
-    );
-    let pid = wait_pidfile(&pf, &mut child);
+    let (child, pid) = start_workload(&c, &bin);
     std::thread::sleep(Duration::from_millis(150));
     signal(pid, libc::SIGSTOP);
     let t = std::time::Instant::now();
@@ -295,28 +289,7 @@ fn stopped_process_comes_back_stopped() {
         printed
     );
     dump_kill(&c, pid, child);
-    let rpid = c.path("restored.pid");
-    let mut r = std::process::Command::new(stasis())
-        .args([
-            "restore",
-            "--dir",
-            c.image().to_str().unwrap(),
-            "--pidfile",
-            rpid.to_str().unwrap(),
-        ])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::fs::File::create(c.path("after.out")).unwrap())
-        .stderr(std::fs::File::create(c.path("after.err")).unwrap())
-        .spawn()
-        .unwrap();
-    let t = std::time::Instant::now();
-    while !rpid.exists() {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "restore did not start"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let (mut r, _) = restore_in_background(&c);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(proc_state(pid), 'T', "the restored process is not stopped");
     assert_eq!(
@@ -476,13 +449,7 @@ fn copy_on_write_memory_stays_shared_after_restore() {
     let _g = serial();
     let bin = build("cow_tree", &[], "cow_tree");
     let c = Case::new();
-    let pf = c.path("pidfile");
-    let mut child = spawn(
-        &c,
-        &[bin.to_str().unwrap(), pf.to_str().unwrap()],
-        "before.out",
-    );
-    let pid = wait_pidfile(&pf, &mut child);
+    let (child, pid) = start_workload(&c, &bin);
     assert_eq!(tree_pids(pid).len(), 4);
     let before = tree_pss_kb(pid);
     // A dump that leaves the tree running does not unshare its pages either (reading them
@@ -512,28 +479,7 @@ fn copy_on_write_memory_stays_shared_after_restore() {
         "the image holds {} MiB of pages for 64 MiB shared + 3 MiB private",
         page_bytes >> 20
     );
-    let rpid = c.path("restored.pid");
-    let mut r = std::process::Command::new(stasis())
-        .args([
-            "restore",
-            "--dir",
-            c.image().to_str().unwrap(),
-            "--pidfile",
-            rpid.to_str().unwrap(),
-        ])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::fs::File::create(c.path("after.out")).unwrap())
-        .stderr(std::fs::File::create(c.path("after.err")).unwrap())
-        .spawn()
-        .unwrap();
-    let t = std::time::Instant::now();
-    while !rpid.exists() {
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "restore did not start"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let (mut r, _) = restore_in_background(&c);
     let after = tree_pss_kb(pid);
     eprintln!("tree Pss: {before} KiB before the dump, {after} KiB after the restore");
     assert!(
@@ -564,13 +510,7 @@ fn tcp_connection_inside_the_process() {
     let _g = serial();
     let bin = build("tcp_pair", &[], "tcp_pair");
     let c = Case::new();
-    let pf = c.path("pidfile");
-    let mut child = spawn(
-        &c,
-        &[bin.to_str().unwrap(), pf.to_str().unwrap()],
-        "before.out",
-    );
-    let pid = wait_pidfile(&pf, &mut child);
+    let (child, pid) = start_workload(&c, &bin);
     let o = run_stasis(&[
         "dump",
         "--pid",
@@ -597,31 +537,15 @@ fn tcp_connection_inside_the_process() {
         "--tcp-established",
     ]);
     assert!(o.status.success(), "{}", o.stderr);
-    let r = {
-        // The process is still the one spawned above: dump it --kill with the flag.
-        dump_kill_with(&c, pid, child, &["--tcp-established"]);
-        let mut r = std::process::Command::new(stasis())
-            .args(["restore", "--dir", c.image().to_str().unwrap()])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::fs::File::create(c.path("after.out")).unwrap())
-            .stderr(std::fs::File::create(c.path("after.err")).unwrap())
-            .spawn()
-            .unwrap();
-        let t = std::time::Instant::now();
-        while !alive_pid(pid) {
-            assert!(t.elapsed() < Duration::from_secs(20), "no restore");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        signal(pid, libc::SIGUSR2);
-        let st = wait_timeout(&mut r, Duration::from_secs(30));
-        (st, std::fs::read_to_string(c.path("after.out")).unwrap())
-    };
+    dump_kill_with(&c, pid, child, &["--tcp-established"]);
+    let (mut r, _) = restore_in_background(&c);
+    std::thread::sleep(Duration::from_millis(200));
+    signal(pid, libc::SIGUSR2);
+    let st = wait_timeout(&mut r, Duration::from_secs(30));
+    let out = std::fs::read_to_string(c.path("after.out")).unwrap();
     assert!(
-        r.0.success() && !r.1.contains("FAIL") && r.1.contains("ok ping-pong"),
-        "{}\n{}\n{}",
-        r.0,
-        r.1,
+        st.success() && !out.contains("FAIL") && out.contains("ok ping-pong"),
+        "{st}\n{out}\n{}",
         std::fs::read_to_string(c.path("after.err")).unwrap_or_default()
     );
 }
@@ -667,18 +591,7 @@ fn tcp_connection_to_an_outside_peer() {
         other => panic!("the peer saw the dump: {other:?}"),
     }
     conn.set_nonblocking(false).unwrap();
-    let mut r = std::process::Command::new(stasis())
-        .args(["restore", "--dir", c.image().to_str().unwrap()])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::fs::File::create(c.path("after.out")).unwrap())
-        .stderr(std::fs::File::create(c.path("after.err")).unwrap())
-        .spawn()
-        .unwrap();
-    let t = std::time::Instant::now();
-    while !alive_pid(pid) {
-        assert!(t.elapsed() < Duration::from_secs(20), "no restore");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let (mut r, _) = restore_in_background(&c);
     std::thread::sleep(Duration::from_millis(200));
     signal(pid, libc::SIGUSR2);
     line.clear();
@@ -791,10 +704,6 @@ fn job_started_from_a_terminal_restores_on_the_restore_commands_terminal() {
     assert!(st.success() && !text.contains("FAIL"), "{st}\n{text}");
 }
 
-fn alive_pid(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
-}
-
 #[test]
 fn process_tree_with_shared_pipe_and_memory() {
     let _g = serial();
@@ -882,13 +791,7 @@ fn pid_ns_restore_beside_the_running_original() {
     let _g = serial();
     let bin = build("counter", &[], "counter-static");
     let c = Case::new();
-    let pf = c.path("pidfile");
-    let mut child = spawn(
-        &c,
-        &[bin.to_str().unwrap(), pf.to_str().unwrap()],
-        "before.out",
-    );
-    let pid = wait_pidfile(&pf, &mut child);
+    let (mut child, pid) = start_workload(&c, &bin);
     std::thread::sleep(Duration::from_millis(150));
     let o = run_stasis(&[
         "dump",

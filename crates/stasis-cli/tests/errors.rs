@@ -6,10 +6,6 @@ use common::*;
 use std::path::Path;
 use std::time::Duration;
 
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
-}
-
 fn no_leftovers(dir: &Path) {
     let parent = dir.parent().unwrap();
     let name = dir.file_name().unwrap().to_str().unwrap();
@@ -257,13 +253,7 @@ fn restore_failing_midway_in_a_threaded_process_ends_cleanly() {
     let _g = serial();
     let bin = build("threads", &[], "threads");
     let c = Case::new();
-    let pf = c.path("pidfile");
-    let mut child = spawn(
-        &c,
-        &[bin.to_str().unwrap(), pf.to_str().unwrap()],
-        "before.out",
-    );
-    let pid = wait_pidfile(&pf, &mut child);
+    let (child, pid) = start_workload(&c, &bin);
     std::thread::sleep(Duration::from_millis(100));
     dump_kill(&c, pid, child);
     let show = run_stasis(&["show", c.image().to_str().unwrap(), "--json"]);
@@ -587,13 +577,7 @@ fn sysv_segment_still_attached_is_refused_then_restored() {
     let _g = serial();
     let bin = build("sysv_shm", &[], "sysv_shm");
     let c = Case::new();
-    let pf = c.path("pidfile");
-    let mut child = spawn(
-        &c,
-        &[bin.to_str().unwrap(), pf.to_str().unwrap()],
-        "before.out",
-    );
-    let pid = wait_pidfile(&pf, &mut child);
+    let (child, pid) = start_workload(&c, &bin);
     dump_kill(&c, pid, child);
     // The workload's key is 0x5a000000 | (pid & 0xffffff); the killed tree left it behind.
     let key = 0x5a00_0000 | (pid & 0xff_ffff);
@@ -627,18 +611,7 @@ fn sysv_segment_still_attached_is_refused_then_restored() {
     restore_fails_with(&c, pid, &format!("segment {id}"));
     drop(holder.stdin.take());
     holder.wait().unwrap();
-    let r = std::process::Command::new(stasis())
-        .args(["restore", "--dir", c.image().to_str().unwrap()])
-        .stdout(std::fs::File::create(c.path("after.out")).unwrap())
-        .stderr(std::fs::File::create(c.path("after.err")).unwrap())
-        .spawn()
-        .unwrap();
-    let mut r = r;
-    let t = std::time::Instant::now();
-    while !alive(pid) {
-        assert!(t.elapsed() < Duration::from_secs(20), "no restore");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let (mut r, _) = restore_in_background(&c);
     std::thread::sleep(Duration::from_millis(200));
     signal(pid, libc::SIGUSR2);
     let st = wait_timeout(&mut r, Duration::from_secs(20));

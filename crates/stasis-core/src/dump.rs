@@ -166,19 +166,11 @@ fn freeze_tree(root: Pid) -> Result<Vec<Seized>> {
         let state = stat.as_ref().map(|s| s.state);
         let ppid = stat.as_ref().map_or(0, |s| s.ppid);
         if state == Some('Z') && pid == root {
-            release_all(&mut tree);
             return Err(DumpError::Zombie { pid: pid.as_raw() });
         }
         if state == Some('Z') {
             // A zombie cannot be seized: it is kept as its exit status.
-            tree.push(Seized {
-                pid,
-                ppid,
-                threads: Vec::new(),
-                gadget: 0,
-                zombie: true,
-                stopped: false,
-            });
+            tree.push(Seized::zombie(pid, ppid));
             continue;
         }
         match freeze_all(pid, ppid) {
@@ -188,14 +180,7 @@ fn freeze_tree(root: Pid) -> Result<Vec<Seized>> {
             // if the parent ignores SIGCHLD, it is gone and no longer part of the tree.
             Err(e) if pid != root => match task_state(pid.as_raw(), pid.as_raw()) {
                 Some('Z') => {
-                    tree.push(Seized {
-                        pid,
-                        ppid,
-                        threads: Vec::new(),
-                        gadget: 0,
-                        zombie: true,
-                        stopped: false,
-                    });
+                    tree.push(Seized::zombie(pid, ppid));
                     continue;
                 }
                 None | Some('X') => continue,
@@ -386,6 +371,8 @@ fn wait_gone(pid: i32, limit: Duration) {
 struct SeizedThread {
     tid: Pid,
     job_stopped: bool,
+    /// Its credentials when it was frozen.
+    creds: Option<CredsEntry>,
     base: Option<ptrace::Regs>,
     sigmask: Option<u64>,
 }
@@ -425,25 +412,10 @@ fn freeze_all(pid: Pid, ppid: i32) -> Result<Seized> {
             break;
         }
         for tid in new {
-            // Seccomp filters (or strict mode) would judge our remote syscalls and might kill
-            // the process: suspend them for as long as we trace it (needs CAP_SYS_ADMIN).
-            let seccomp = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status"))
-                .ok()
-                .and_then(|t| stasis_procfs::status::parse_status(&t).ok())
-                .is_some_and(|st| st.seccomp != 0);
-            let opts = ptrace::OPT_TRACESYSGOOD
-                | if seccomp {
-                    ptrace::OPT_SUSPEND_SECCOMP
-                } else {
-                    0
-                };
-            match freeze::seize_and_stop(Pid::from_raw(tid), opts) {
-                Ok(f) => seized.threads.push(SeizedThread {
-                    job_stopped: f.job_stopped,
-                    tid: f.pid,
-                    base: None,
-                    sigmask: None,
-                }),
+            match freeze::seize_and_stop(Pid::from_raw(tid), ptrace::OPT_TRACESYSGOOD)
+                .and_then(|f| after_stop(pid, f))
+            {
+                Ok(th) => seized.threads.push(th),
                 // A thread that exits while we freeze its siblings is not part of the image.
                 Err(_)
                     if tid != pid.as_raw()
@@ -461,6 +433,35 @@ fn freeze_all(pid: Pid, ppid: i32) -> Result<Seized> {
         .sort_by_key(|t| (t.tid != pid, t.tid.as_raw()));
     seized.stopped = seized.threads.first().is_some_and(|t| t.job_stopped);
     Ok(seized)
+}
+
+/// What a thread's /proc status says once it is stopped (read once, here): its credentials,
+/// and whether seccomp judges its syscalls, in which case filters (or strict mode) are
+/// suspended for as long as we trace it, since they could kill the process for one of our
+/// remote syscalls (needs CAP_SYS_ADMIN).
+fn after_stop(pid: Pid, f: freeze::Frozen) -> Result<SeizedThread, FreezeError> {
+    let tid = f.pid.as_raw();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status"))
+        .ok()
+        .and_then(|t| stasis_procfs::status::parse_status(&t).ok());
+    if status.as_ref().is_some_and(|st| st.seccomp != 0) {
+        ptrace::set_options(
+            f.pid,
+            ptrace::OPT_TRACESYSGOOD | ptrace::OPT_SUSPEND_SECCOMP,
+        )
+        .map_err(|source| FreezeError::Seize { pid: tid, source })?;
+    }
+    Ok(SeizedThread {
+        tid: f.pid,
+        job_stopped: f.job_stopped,
+        creds: status.map(|st| CredsEntry {
+            uid: st.uid,
+            gid: st.gid,
+            groups: st.groups,
+        }),
+        base: None,
+        sigmask: None,
+    })
 }
 
 /// The state letter of thread `tid` of `pid` (/proc/PID/task/TID/stat), None if it is gone.
@@ -482,6 +483,18 @@ fn list_tasks(pid: i32) -> Vec<i32> {
 }
 
 impl Seized {
+    /// An exited, unreaped process, kept as its exit status.
+    fn zombie(pid: Pid, ppid: i32) -> Seized {
+        Seized {
+            pid,
+            ppid,
+            threads: Vec::new(),
+            gadget: 0,
+            zombie: true,
+            stopped: false,
+        }
+    }
+
     /// Put every thread's saved registers and signal mask back without detaching.
     fn release_cpu(&mut self, same_process: bool) -> Result<(), TraceeError> {
         for th in &mut self.threads {
@@ -546,22 +559,15 @@ fn collect(
         outside.push(o);
     }
     let mut info = process::dump(&src, pid)?;
-    // /proc shows a traced process as 't' now; what it was before we came is in our records.
     info.entry.stopped = state.stopped;
     // A thread may hold credentials of its own (raw setresuid changes one thread only).
     let own_creds: Vec<Option<CredsEntry>> = state
         .threads
         .iter()
         .map(|th| {
-            let tid = th.tid.as_raw();
-            let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).ok()?;
-            let st = stasis_procfs::status::parse_status(&text).ok()?;
-            let c = CredsEntry {
-                uid: st.uid,
-                gid: st.gid,
-                groups: st.groups,
-            };
-            (tid != pid && c != info.entry.creds).then_some(c)
+            th.creds
+                .clone()
+                .filter(|c| th.tid != state.pid && *c != info.entry.creds)
         })
         .collect();
     let smaps_text = src

@@ -626,12 +626,7 @@ fn end_helpers(
     }
     for h in helpers {
         let hp = Pid::from_raw(h.pid());
-        let mut regs = *h.base_regs();
-        regs.rip = h.gadget();
-        regs.rax = libc::SYS_exit_group as u64;
-        regs.rdi = 0;
-        regs.orig_rax = u64::MAX;
-        h.set_regs(&regs)?;
+        h.aim_at_exit(0)?;
         let step = |source| RestoreError::Skeleton {
             pid: hp.as_raw(),
             step: "ending a session or group helper",
@@ -709,12 +704,7 @@ fn finish_zombie(t: PtraceTracee, status: i32) -> Result<()> {
             source,
         });
     }
-    let mut regs = *t.base_regs();
-    regs.rip = t.gadget();
-    regs.rax = libc::SYS_exit_group as u64;
-    regs.rdi = ((status >> 8) & 0xff) as u64;
-    regs.orig_rax = u64::MAX;
-    t.set_regs(&regs)?;
+    t.aim_at_exit(((status >> 8) & 0xff) as u64)?;
     ptrace::set_sigmask(pid, !0u64).map_err(|source| RestoreError::Skeleton {
         pid: pid.as_raw(),
         step: "blocking signals of a zombie-to-be",
@@ -941,7 +931,7 @@ fn rebuild(
             }
             _ => None,
         };
-        if v.kind == VmaKind::SharedAnon && v.prot & libc::PROT_WRITE as u32 == 0 {
+        if memory::mapped_writable_first(v) {
             // Writable until its pages are in (see memory::protect_shared).
             let mut w = v.clone();
             w.prot |= (libc::PROT_READ | libc::PROT_WRITE) as u32;
@@ -957,10 +947,7 @@ fn rebuild(
         .processes
         .iter()
         .any(|q| q.ppid == pidn && q.vmas.iter().any(|w| !w.cow.is_empty()))
-        || p.vmas.iter().any(|v| {
-            v.kind == VmaKind::SharedAnon
-                && (v.sysv.is_some() || v.prot & libc::PROT_WRITE as u32 == 0)
-        })
+        || p.vmas.iter().any(memory::mapped_writable_first)
         // (Seccomp programs are passed through the stack, which the page thread writes.)
         || !p.seccomp_filters.is_empty();
     let stats = if inline {

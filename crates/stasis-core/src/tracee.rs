@@ -83,7 +83,7 @@ pub struct PtraceTracee {
     /// Registers the thread had when we took it; remote syscalls start from a copy.
     base: Regs,
     gadget: u64,
-    mem: File,
+    mem: MemTracee,
 }
 
 impl PtraceTracee {
@@ -95,21 +95,11 @@ impl PtraceTracee {
             step: "GETREGS",
             source,
         })?;
-        let mem = File::options()
-            .read(true)
-            .write(true)
-            .open(format!("/proc/{pid}/mem"))
-            .map_err(|source| TraceeError::Memory {
-                pid: pid.as_raw(),
-                addr: 0,
-                len: 0,
-                source,
-            })?;
         Ok(PtraceTracee {
             pid,
             base,
             gadget: 0,
-            mem,
+            mem: MemTracee::open(pid.as_raw())?,
         })
     }
 
@@ -165,6 +155,17 @@ impl PtraceTracee {
                 }
             }
         }
+    }
+
+    /// Set the registers so that, once resumed, the thread runs exit_group(`code`) at the
+    /// gadget (and nothing of its own).
+    pub fn aim_at_exit(&self, code: u64) -> Result<()> {
+        let mut regs = self.base;
+        regs.rip = self.gadget;
+        regs.rax = libc::SYS_exit_group as u64;
+        regs.rdi = code;
+        regs.orig_rax = u64::MAX;
+        self.set_regs(&regs)
     }
 
     /// Put `regs` into the thread.
@@ -228,25 +229,11 @@ impl Tracee for PtraceTracee {
     }
 
     fn read_mem(&self, addr: u64, buf: &mut [u8]) -> Result<()> {
-        self.mem
-            .read_exact_at(buf, addr)
-            .map_err(|source| TraceeError::Memory {
-                pid: self.pid.as_raw(),
-                addr,
-                len: buf.len(),
-                source,
-            })
+        self.mem.read_mem(addr, buf)
     }
 
     fn write_mem(&mut self, addr: u64, data: &[u8]) -> Result<()> {
-        self.mem
-            .write_all_at(data, addr)
-            .map_err(|source| TraceeError::Memory {
-                pid: self.pid.as_raw(),
-                addr,
-                len: data.len(),
-                source,
-            })
+        self.mem.write_mem(addr, data)
     }
 }
 

@@ -38,6 +38,13 @@ pub fn seize(pid: Pid, opts: u32) -> SysResult<()> {
     check(r).map(drop)
 }
 
+/// `ptrace(PTRACE_SETOPTIONS, pid, 0, opts)`—Change the options of a stopped tracee.
+pub fn set_options(pid: Pid, opts: u32) -> SysResult<()> {
+    // SAFETY: PTRACE_SETOPTIONS takes no pointers; `opts` is passed by value in `data`.
+    let r = unsafe { libc::ptrace(libc::PTRACE_SETOPTIONS, pid.as_raw(), 0usize, opts as usize) };
+    check(r).map(drop)
+}
+
 /// `ptrace(PTRACE_INTERRUPT, pid, 0, 0)`—Stop a seized tracee (reported as `PTRACE_EVENT_STOP`).
 pub fn interrupt(pid: Pid) -> SysResult<()> {
     // SAFETY: no pointers are passed.

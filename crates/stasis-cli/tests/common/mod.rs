@@ -195,6 +195,63 @@ pub fn dump_kill_with(c: &Case, pid: i32, mut child: Child, extra: &[&str]) -> O
     o
 }
 
+/// Whether `pid` exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}
+
+/// Start a C workload binary with the case's pidfile (output into `before.out`) and wait for
+/// its pid.
+pub fn start_workload(c: &Case, bin: &Path) -> (Child, i32) {
+    let pf = c.path("pidfile");
+    let mut child = spawn(
+        c,
+        &[bin.to_str().unwrap(), pf.to_str().unwrap()],
+        "before.out",
+    );
+    let pid = wait_pidfile(&pf, &mut child);
+    (child, pid)
+}
+
+/// `stasis restore` of the case's image in the foreground of a child of ours (output into
+/// `after.out` and `after.err`), once it has restored: the command and the restored pid.
+pub fn restore_in_background(c: &Case) -> (Child, i32) {
+    let rpid = c.path("restored.pid");
+    let mut r = Command::new(stasis())
+        .args([
+            "restore",
+            "--dir",
+            c.image().to_str().unwrap(),
+            "--pidfile",
+            rpid.to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(c.path("after.out")).unwrap())
+        .stderr(std::fs::File::create(c.path("after.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !rpid.exists() {
+        if let Ok(Some(st)) = r.try_wait() {
+            panic!(
+                "restore exited {st} early: {}",
+                std::fs::read_to_string(c.path("after.err")).unwrap_or_default()
+            );
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "restore did not start"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let pid = std::fs::read_to_string(&rpid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    (r, pid)
+}
+
 /// What a full dump/kill/restore cycle produced.
 pub struct Cycle {
     pub before: String,
@@ -245,39 +302,7 @@ pub fn cycle(c: &Case, argv: &[&str], o: CycleOpts) -> Cycle {
     let pid = wait_pidfile(&pidfile, &mut child);
     std::thread::sleep(o.settle);
     dump_kill_with(c, pid, child, o.dump_args);
-    let rpid = c.path("restored.pid");
-    let mut r = Command::new(stasis())
-        .args([
-            "restore",
-            "--dir",
-            c.image().to_str().unwrap(),
-            "--pidfile",
-            rpid.to_str().unwrap(),
-        ])
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(c.path("after.out")).unwrap())
-        .stderr(std::fs::File::create(c.path("after.err")).unwrap())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    while !rpid.exists() {
-        if let Ok(Some(st)) = r.try_wait() {
-            panic!(
-                "restore exited {st} early: {}",
-                std::fs::read_to_string(c.path("after.err")).unwrap_or_default()
-            );
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "restore did not start"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let restored: i32 = std::fs::read_to_string(&rpid)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let (mut r, restored) = restore_in_background(c);
     assert_eq!(restored, pid, "restored with another pid");
     if let Some((sig, delay)) = o.go {
         std::thread::sleep(delay);

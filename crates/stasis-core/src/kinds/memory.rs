@@ -219,15 +219,19 @@ pub fn link_deleted(
     Ok(())
 }
 
-/// Shared memory is mapped writable so that restore can write its pages (the kernel refuses
-/// even forced writes through a read-only shared mapping): give each such VMA its saved
-/// protection afterwards.
+/// Shared memory restore maps (or attaches) read-write whatever its saved protection: the
+/// kernel refuses even forced writes of its pages through a read-only shared mapping, and a
+/// SysV segment is always attached read-write. [`protect_shared`] sets the saved protection
+/// once the pages are in.
+pub fn mapped_writable_first(v: &VmaEntry) -> bool {
+    v.kind == VmaKind::SharedAnon && (v.sysv.is_some() || v.prot & libc::PROT_WRITE as u32 == 0)
+}
+
+/// Give each VMA [`mapped_writable_first`] its saved protection.
 pub fn protect_shared(t: &mut impl Tracee, vmas: &[VmaEntry]) -> Result<()> {
     let rw = (libc::PROT_READ | libc::PROT_WRITE) as u32;
     for v in vmas {
-        let remapped_rw = v.kind == VmaKind::SharedAnon
-            && (v.sysv.is_some() || v.prot & libc::PROT_WRITE as u32 == 0);
-        if remapped_rw && v.prot != rw {
+        if mapped_writable_first(v) && v.prot != rw {
             t.syscall(
                 "mprotect",
                 libc::SYS_mprotect,
@@ -288,11 +292,25 @@ impl CowPlan {
     /// Compare every (pid, ppid) pair of the tree whose parent is in it too.
     pub fn scan(procs: &[(i32, i32)]) -> CowPlan {
         let mut plan = CowPlan::default();
+        if procs.len() < 2 {
+            return plan;
+        }
+        // Each process's maps are read once, however many children it has.
+        let maps: std::collections::HashMap<i32, Vec<stasis_procfs::maps::MapsEntry>> = procs
+            .iter()
+            .map(|&(p, _)| {
+                let m = std::fs::read_to_string(format!("/proc/{p}/maps"))
+                    .ok()
+                    .and_then(|t| stasis_procfs::maps::parse_maps(&t).ok())
+                    .unwrap_or_default();
+                (p, m)
+            })
+            .collect();
         for &(pid, ppid) in procs {
-            if !procs.iter().any(|&(p, _)| p == ppid) {
+            let (Some(mine), Some(theirs)) = (maps.get(&pid), maps.get(&ppid)) else {
                 continue;
-            }
-            let ranges = shared_with_parent(pid, ppid);
+            };
+            let ranges = shared_with_parent(pid, ppid, mine, theirs);
             if ranges.is_empty() {
                 continue;
             }
@@ -334,20 +352,19 @@ impl CowPlan {
     }
 }
 
-/// The page ranges child `pid` shares with `ppid`, over their identical private mappings.
-fn shared_with_parent(pid: i32, ppid: i32) -> Vec<(u64, u64)> {
+/// The page ranges child `pid` shares with `ppid`, over their identical private mappings
+/// (`mine` and `theirs`: their /proc/PID/maps).
+fn shared_with_parent(
+    pid: i32,
+    ppid: i32,
+    mine: &[stasis_procfs::maps::MapsEntry],
+    theirs: &[stasis_procfs::maps::MapsEntry],
+) -> Vec<(u64, u64)> {
     use std::os::unix::fs::FileExt;
     const PRESENT: u64 = 1 << 63;
     const PFN: u64 = (1 << 55) - 1;
-    let maps = |p: i32| {
-        std::fs::read_to_string(format!("/proc/{p}/maps"))
-            .ok()
-            .and_then(|t| stasis_procfs::maps::parse_maps(&t).ok())
-    };
     let open = |p: i32| std::fs::File::open(format!("/proc/{p}/pagemap")).ok();
-    let (Some(mine), Some(theirs), Some(mine_f), Some(theirs_f)) =
-        (maps(pid), maps(ppid), open(pid), open(ppid))
-    else {
+    let (Some(mine_f), Some(theirs_f)) = (open(pid), open(ppid)) else {
         return Vec::new();
     };
     let chunk_pages = 8192u64;

@@ -159,7 +159,9 @@ pub fn dump(src: &impl ProcSource, pid: i32) -> Result<ProcInfo> {
         seccomp_mode: status.seccomp,
         seccomp_filters: Vec::new(),
         zombie: (stat.state == 'Z').then_some(stat.exit_code),
-        stopped: stat.state == 'T',
+        // /proc shows a traced process as 't' whatever it was: the dump fills this in from
+        // what freezing it found.
+        stopped: false,
     };
     Ok(ProcInfo {
         status,
