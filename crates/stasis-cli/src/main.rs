@@ -6,6 +6,8 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod run;
+
 #[derive(Parser)]
 #[command(
     name = "stasis",
@@ -30,6 +32,13 @@ enum Cmd {
     Show(ShowArgs),
     /// Probe the kernel features stasis uses.
     Check(CheckArgs),
+    /// Run a job under supervision: periodic and on-preemption checkpoints, automatic
+    /// restart after crashes, resume from the newest checkpoint on a rerun.
+    Run(run::RunArgs),
+    /// Show a supervised job's state and checkpoints.
+    Status(run::StatusArgs),
+    /// Ask the supervisor of a running job for a checkpoint now.
+    Checkpoint(run::CheckpointArgs),
 }
 
 #[derive(clap::Args)]
@@ -123,6 +132,9 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Restore(a) => restore(a),
         Cmd::Show(a) => show(a),
         Cmd::Check(a) => check(a),
+        Cmd::Run(a) => run::run(a),
+        Cmd::Status(a) => run::status(a),
+        Cmd::Checkpoint(a) => run::checkpoint(a),
     }
 }
 
@@ -141,6 +153,7 @@ fn dump(a: DumpArgs) -> Result<ExitCode> {
         kill: a.kill,
         compress: a.compress,
         tcp_established: a.tcp_established,
+        cgroup: None,
     })
     .with_context(|| format!("dump of pid {} failed; the process was left running", a.pid))?;
     if a.json {

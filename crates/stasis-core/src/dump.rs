@@ -31,6 +31,10 @@ pub struct DumpOptions {
     pub compress: bool,
     /// Save established TCP connections with TCP_REPAIR (otherwise they fail the dump).
     pub tcp_established: bool,
+    /// The job's cgroup (v2), under `stasis run`: frozen while the tree is seized, so no
+    /// process can fork or leave between the tree walk and the seize, and checked to hold
+    /// nothing outside the tree.
+    pub cgroup: Option<PathBuf>,
 }
 
 /// What a dump did.
@@ -63,6 +67,8 @@ pub enum DumpError {
     Tracee(#[from] TraceeError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroup::CgroupError),
     #[error(transparent)]
     Image(#[from] stasis_image::ImageError),
     #[error("pid {pid}: cannot parse /proc/{pid}/smaps")]
@@ -98,7 +104,21 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpReport> {
         return Err(ProcessError::NoSuchProcess { pid }.into());
     }
     let staging = LocalStore.stage(&opts.dir)?;
+    let frozen_cg = match &opts.cgroup {
+        Some(cg) => Some(crate::cgroup::Frozen::new(cg)?),
+        None => None,
+    };
     let mut tree = freeze_tree(Pid::from_raw(pid))?;
+    if let Some(cg) = frozen_cg {
+        // Every process of the job must be in the tree we hold, or the image misses one.
+        let pids: Vec<i32> = tree.iter().map(|p| p.pid.as_raw()).collect();
+        if let Err(e) = cg.check_all_in(&pids) {
+            release_all(&mut tree);
+            return Err(e.into());
+        }
+        // Thawed at once: the seized tasks stay in their ptrace stops.
+        drop(cg);
+    }
     let t_frozen = Instant::now();
     tracing::debug!(pid, processes = tree.len(), took = ?t0.elapsed(), "frozen");
     let mut table = files::FileTable::default();

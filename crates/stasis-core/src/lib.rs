@@ -1,6 +1,7 @@
 //! The stasis engine: freeze a process, capture its state kind by kind into an image, and
 //! rebuild it from an image. See DESIGN.md §3-4 for the mechanism.
 
+pub mod cgroup;
 pub mod check;
 pub mod dump;
 #[cfg(test)]
@@ -9,6 +10,7 @@ pub mod freeze;
 pub mod kinds;
 pub mod pidns;
 pub mod restore;
+pub mod run;
 pub mod scratch;
 pub mod tracee;
 

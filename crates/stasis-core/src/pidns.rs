@@ -80,27 +80,7 @@ pub fn restore_in_new_pid_ns(opts: &RestoreOptions) -> Result<PidNsRestored, Pid
 
 /// PID 1 of the new namespace: restore, report, then reap until the root is gone.
 fn init(opts: &RestoreOptions, mut report: std::io::PipeWriter) -> ! {
-    use nix::mount::{mount, MsFlags};
-    // A mount namespace of its own, so the new /proc is seen by the namespace only.
-    let mounted = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
-        .and_then(|_| {
-            mount(
-                None::<&str>,
-                "/",
-                None::<&str>,
-                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-                None::<&str>,
-            )
-        })
-        .and_then(|_| {
-            mount(
-                Some("proc"),
-                "/proc",
-                Some("proc"),
-                MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-                None::<&str>,
-            )
-        });
+    let mounted = mount_own_proc();
     if let Err(e) = mounted {
         let _ = writeln!(
             report,
@@ -141,4 +121,25 @@ fn init(opts: &RestoreOptions, mut report: std::io::PipeWriter) -> ! {
             Err(_) => clone::child_exit(code),
         }
     }
+}
+
+/// Give the calling process (the first of a new PID namespace) a mount namespace of its own
+/// with a /proc of the new PID namespace, so every /proc/PID path means the namespace's PIDs.
+pub(crate) fn mount_own_proc() -> nix::Result<()> {
+    use nix::mount::{mount, MsFlags};
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )?;
+    mount(
+        Some("proc"),
+        "/proc",
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
 }

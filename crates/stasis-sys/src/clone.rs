@@ -46,11 +46,9 @@ pub fn fork() -> SysResult<Forked> {
     }
 }
 
-/// Put the calling (child) process to sleep until a tracer takes it over: resets every signal
-/// disposition to default, unblocks all signals, writes one byte to `ready` (when >= 0) so the
-/// parent knows the resets are done, then waits in `pause()` forever. Only async-signal-safe
-/// calls.
-pub fn child_park(ready: std::os::fd::RawFd) -> ! {
+/// Give every signal the kernel's default disposition and unblock all signals (what a
+/// freshly exec'd program expects). Only async-signal-safe calls: usable in a forked child.
+pub fn reset_signals() {
     // The kernel's own zero disposition (handler SIG_DFL, no flags, no restorer): glibc's
     // signal()/sigaction() would leave SA_RESTORER and flags behind.
     let zero = [0u64; 4];
@@ -69,6 +67,14 @@ pub fn child_park(ready: std::os::fd::RawFd) -> ! {
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
     }
+}
+
+/// Put the calling (child) process to sleep until a tracer takes it over: resets every signal
+/// disposition to default, unblocks all signals, writes one byte to `ready` (when >= 0) so the
+/// parent knows the resets are done, then waits in `pause()` forever. Only async-signal-safe
+/// calls.
+pub fn child_park(ready: std::os::fd::RawFd) -> ! {
+    reset_signals();
     if ready >= 0 {
         // SAFETY: write(2) of one byte from a local, async-signal-safe.
         unsafe { libc::write(ready, b"r".as_ptr().cast(), 1) };

@@ -1,0 +1,687 @@
+//! `stasis run`: a supervised job survives being killed with its supervisor (node loss),
+//! preemption, crashes, a killed dump, a full disk and a corrupt checkpoint, and resumes
+//! rather than restarts: the final result equals an uninterrupted run's and less work was
+//! done than two full runs. Also rootless, `stasis status` and `stasis checkpoint`.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+const STEPS: u32 = 40;
+const STEP_MS: u32 = 60;
+
+fn job_bin() -> PathBuf {
+    build("run_job", &[], "run_job")
+}
+
+/// The job's argv: STEPS steps of STEP_MS over `mib` MiB, counting work into `worklog`.
+fn job(c: &Case, mib: u32, worklog: &str) -> Vec<String> {
+    vec![
+        job_bin().display().to_string(),
+        STEPS.to_string(),
+        mib.to_string(),
+        STEP_MS.to_string(),
+        c.path(worklog).display().to_string(),
+    ]
+}
+
+/// The last line of an uninterrupted run (the final hashes).
+fn expected(c: &Case, mib: u32) -> String {
+    let o = Command::new(job_bin())
+        .args(&job(c, mib, "expected.log")[1..])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    final_line(&String::from_utf8_lossy(&o.stdout))
+        .expect("an uninterrupted run ends with its hash")
+}
+
+fn final_line(out: &str) -> Option<String> {
+    out.lines()
+        .find(|l| l.starts_with("final hash"))
+        .map(String::from)
+}
+
+/// `stasis run --images IMAGES OPTS -- JOB` as a child of ours, output into OUT and OUT.err.
+fn start(c: &Case, images: &Path, opts: &[&str], job: &[String], out: &str) -> Child {
+    let s = stasis();
+    let mut argv: Vec<&str> = vec![
+        s.to_str().unwrap(),
+        "run",
+        "--images",
+        images.to_str().unwrap(),
+    ];
+    argv.extend_from_slice(opts);
+    argv.push("--");
+    argv.extend(job.iter().map(|s| s.as_str()));
+    spawn(c, &argv, out)
+}
+
+fn read(c: &Case, name: &str) -> String {
+    std::fs::read_to_string(c.path(name)).unwrap_or_default()
+}
+
+fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !ok() {
+        assert!(t.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Durable checkpoints recorded in the directory.
+fn checkpoints(images: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(images)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("ckpt-") && n.ends_with(".json"))
+                .map(|n| n.trim_end_matches(".json").to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn steps_done(c: &Case, out: &str) -> usize {
+    read(c, out)
+        .lines()
+        .filter(|l| l.starts_with("step "))
+        .count()
+}
+
+fn first_step(c: &Case, out: &str) -> u32 {
+    read(c, out)
+        .lines()
+        .find_map(|l| l.strip_prefix("step "))
+        .and_then(|s| s.split('/').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Children of `pid` (host PIDs).
+fn children(pid: u32) -> Vec<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+fn comm(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// The supervisor's init (the front's child) and the processes under it, by name.
+fn init_of(front: &Child) -> i32 {
+    let t = Instant::now();
+    loop {
+        if let Some(&p) = children(front.id()).first() {
+            return p;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no init under stasis run"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn under_init(front: &Child, name: &str) -> Option<i32> {
+    children(init_of(front) as u32)
+        .into_iter()
+        .find(|&p| comm(p) == name)
+}
+
+/// What a node loss does: SIGKILL for the supervisor, its init and so the whole job.
+fn kill_everything(front: &mut Child) {
+    let init = init_of(front);
+    signal(front.id() as i32, libc::SIGKILL);
+    signal(init, libc::SIGKILL);
+    front.wait().unwrap();
+    wait_until(
+        "the job's namespace to die",
+        Duration::from_secs(10),
+        || !alive(init),
+    );
+}
+
+fn status_json(images: &Path) -> serde_json::Value {
+    let o = run_stasis(&["status", images.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "status failed: {}", o.stderr);
+    serde_json::from_str(&o.stdout).unwrap()
+}
+
+fn finish(front: &mut Child, limit: Duration) -> i32 {
+    wait_timeout(front, limit).code().unwrap_or(-1)
+}
+
+#[test]
+fn job_resumes_after_supervisor_and_job_are_killed() {
+    let _g = serial();
+    let c = Case::new();
+    let want = expected(&c, 8);
+    let images = c.path("images");
+    let job = job(&c, 8, "work.log");
+    let mut front = start(&c, &images, &["--every", "300ms"], &job, "run1.out");
+    wait_until("two checkpoints", Duration::from_secs(30), || {
+        checkpoints(&images).len() >= 2
+    });
+    let st = status_json(&images);
+    assert_eq!(st["supervised"], true, "{st}");
+    assert_eq!(st["status"]["state"], "running", "{st}");
+    kill_everything(&mut front);
+    let before = steps_done(&c, "run1.out");
+    assert!(
+        before > 0 && before < STEPS as usize,
+        "run 1 did {before} steps"
+    );
+    assert!(status_json(&images)["supervised"] == false);
+    // Node loss: the clock runs on while nothing does.
+    std::thread::sleep(Duration::from_millis(1500));
+
+    let mut front = start(&c, &images, &["--every", "300ms"], &job, "run2.out");
+    assert_eq!(
+        finish(&mut front, Duration::from_secs(60)),
+        0,
+        "{}",
+        read(&c, "run2.out.err")
+    );
+    let out2 = read(&c, "run2.out");
+    assert_eq!(final_line(&out2).as_deref(), Some(want.as_str()), "{out2}");
+    assert!(read(&c, "run2.out.err").contains("resumed from ckpt-"));
+    let first = first_step(&c, "run2.out");
+    assert!(first > 1, "the rerun started over at step {first}");
+    // Less work than two full runs: only the steps after the checkpoint were redone.
+    let work = read(&c, "work.log").lines().count();
+    assert!(work < 2 * STEPS as usize, "{work} steps executed in all");
+    assert!(work >= STEPS as usize);
+    // The job's CLOCK_MONOTONIC did not jump over the 1.5 s the job was down (its time
+    // namespace continues from the checkpoint).
+    let gap: f64 = out2
+        .lines()
+        .find_map(|l| l.strip_prefix("max gap "))
+        .and_then(|s| s.trim_end_matches(" ms").parse().ok())
+        .unwrap();
+    assert!(gap < 1000.0, "the job's monotonic clock jumped {gap} ms");
+    let st = status_json(&images);
+    assert_eq!(st["status"]["state"], "exited", "{st}");
+    assert!(
+        st["status"]["time_ns"]
+            .as_str()
+            .unwrap()
+            .contains("offsets"),
+        "{st}"
+    );
+}
+
+#[test]
+fn preemption_signal_takes_a_final_checkpoint_and_exits_75() {
+    let _g = serial();
+    let c = Case::new();
+    let want = expected(&c, 8);
+    let images = c.path("images");
+    let job = job(&c, 8, "work.log");
+    // No periodic checkpoints: all the progress is in the final one.
+    let mut front = start(&c, &images, &[], &job, "run1.out");
+    wait_until("some steps", Duration::from_secs(30), || {
+        steps_done(&c, "run1.out") >= 10
+    });
+    let t = Instant::now();
+    signal(front.id() as i32, libc::SIGUSR1);
+    assert_eq!(
+        finish(&mut front, Duration::from_secs(60)),
+        75,
+        "{}",
+        read(&c, "run1.out.err")
+    );
+    eprintln!(
+        "SIGUSR1 to durable final checkpoint and exit: {:?}",
+        t.elapsed()
+    );
+    let done = steps_done(&c, "run1.out");
+    assert!(read(&c, "run1.out.err").contains("checkpointed to ckpt-"));
+    assert_eq!(checkpoints(&images).len(), 1);
+    let st = status_json(&images);
+    assert_eq!(st["status"]["state"], "preempted", "{st}");
+    assert_eq!(
+        st["checkpoints"][0]["record"]["reason"], "preemption",
+        "{st}"
+    );
+
+    let mut front = start(&c, &images, &[], &job, "run2.out");
+    assert_eq!(finish(&mut front, Duration::from_secs(60)), 0);
+    assert_eq!(
+        final_line(&read(&c, "run2.out")).as_deref(),
+        Some(want.as_str())
+    );
+    // The final checkpoint froze the job for good: not one step was redone.
+    assert_eq!(first_step(&c, "run2.out") as usize, done + 1);
+    assert_eq!(read(&c, "work.log").lines().count(), STEPS as usize);
+}
+
+#[test]
+fn crashed_job_is_restored_from_its_newest_checkpoint() {
+    let _g = serial();
+    let c = Case::new();
+    let want = expected(&c, 8);
+    let images = c.path("images");
+    let job = job(&c, 8, "work.log");
+    let mut front = start(
+        &c,
+        &images,
+        &["--every", "300ms", "--max-restarts", "1"],
+        &job,
+        "run.out",
+    );
+    wait_until("a checkpoint", Duration::from_secs(30), || {
+        !checkpoints(&images).is_empty()
+    });
+    let victim = under_init(&front, "run_job").expect("the job runs under the init");
+    signal(victim, libc::SIGKILL);
+    assert_eq!(
+        finish(&mut front, Duration::from_secs(60)),
+        0,
+        "{}",
+        read(&c, "run.out.err")
+    );
+    let err = read(&c, "run.out.err");
+    assert!(
+        err.contains("killed by signal 9") && err.contains("resumed from"),
+        "{err}"
+    );
+    assert_eq!(
+        final_line(&read(&c, "run.out")).as_deref(),
+        Some(want.as_str())
+    );
+    assert!(read(&c, "work.log").lines().count() < 2 * STEPS as usize);
+    assert_eq!(status_json(&images)["status"]["restarts"], 1);
+
+    // --restart never: the crash is the job's end, with its status.
+    let images2 = c.path("images2");
+    let mut front = start(
+        &c,
+        &images2,
+        &["--every", "300ms", "--restart", "never"],
+        &job,
+        "never.out",
+    );
+    wait_until("a checkpoint", Duration::from_secs(30), || {
+        !checkpoints(&images2).is_empty()
+    });
+    signal(under_init(&front, "run_job").unwrap(), libc::SIGKILL);
+    assert_eq!(finish(&mut front, Duration::from_secs(30)), 128 + 9);
+}
+
+#[test]
+fn checkpoint_on_request_status_and_retention() {
+    let _g = serial();
+    let c = Case::new();
+    let images = c.path("images");
+    let want = expected(&c, 8);
+    let job = job(&c, 8, "work.log");
+    let mut front = start(&c, &images, &["--keep", "2"], &job, "run.out");
+    wait_until("the job to run", Duration::from_secs(30), || {
+        steps_done(&c, "run.out") >= 2
+    });
+    let mut taken = Vec::new();
+    for _ in 0..4 {
+        let o = run_stasis(&["checkpoint", images.to_str().unwrap(), "--json"]);
+        assert!(o.status.success(), "{}{}", o.stdout, o.stderr);
+        let r: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap();
+        assert_eq!(r["ok"], true);
+        assert_eq!(r["checkpoint"]["reason"], "request");
+        assert!(r["checkpoint"]["bytes"].as_u64().unwrap() > 8 << 20);
+        taken.push(r["checkpoint"]["name"].as_str().unwrap().to_string());
+    }
+    // Only the newest two are kept, and `latest` names the newest.
+    assert_eq!(checkpoints(&images), taken[2..].to_vec());
+    assert_eq!(
+        std::fs::read_link(images.join("latest")).unwrap(),
+        Path::new(&taken[3])
+    );
+    let o = run_stasis(&["status", images.to_str().unwrap()]);
+    assert!(
+        o.stdout.contains("supervisor: running") && o.stdout.contains(&taken[3]),
+        "{}",
+        o.stdout
+    );
+    assert!(o.stdout.contains("no periodic checkpoints"), "{}", o.stdout);
+    assert_eq!(finish(&mut front, Duration::from_secs(60)), 0);
+    assert_eq!(
+        final_line(&read(&c, "run.out")).as_deref(),
+        Some(want.as_str())
+    );
+    // Nobody listens any more.
+    let o = run_stasis(&["checkpoint", images.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        o.stderr.contains("no stasis run is supervising"),
+        "{}",
+        o.stderr
+    );
+}
+
+#[test]
+fn exit_status_bad_command_and_another_job() {
+    let _g = serial();
+    let c = Case::new();
+    let images = c.path("images");
+    let o = run_stasis(&[
+        "run",
+        "--images",
+        images.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "echo hi; exit 3",
+    ]);
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(o.stdout, "hi\n");
+    // The same directory with another command is refused, naming both.
+    let o = run_stasis(&["run", "--images", images.to_str().unwrap(), "--", "true"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        o.stderr.contains("holds checkpoints of another job") && o.stderr.contains("--fresh"),
+        "{}",
+        o.stderr
+    );
+    let o = run_stasis(&[
+        "run",
+        "--images",
+        images.to_str().unwrap(),
+        "--fresh",
+        "--",
+        "true",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", o.stderr);
+    let o = run_stasis(&[
+        "run",
+        "--images",
+        c.path("other").to_str().unwrap(),
+        "--",
+        "/nonexistent/job",
+    ]);
+    assert_eq!(o.status.code(), Some(70));
+    assert!(
+        o.stderr.contains("/nonexistent/job") && o.stderr.contains("ENOENT"),
+        "{}",
+        o.stderr
+    );
+}
+
+#[test]
+fn corrupt_newest_checkpoint_falls_back_to_the_previous_one() {
+    let _g = serial();
+    let c = Case::new();
+    let want = expected(&c, 8);
+    let images = c.path("images");
+    let job = job(&c, 8, "work.log");
+    let mut front = start(
+        &c,
+        &images,
+        &["--every", "300ms", "--keep", "3"],
+        &job,
+        "run1.out",
+    );
+    wait_until("two checkpoints", Duration::from_secs(30), || {
+        checkpoints(&images).len() >= 2
+    });
+    kill_everything(&mut front);
+    let all = checkpoints(&images);
+    let newest = images.join(all.last().unwrap());
+    let older = &all[all.len() - 2];
+    // Flip bytes in the middle of the newest checkpoint's pages.
+    let pages = std::fs::read_dir(&newest)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("pages-")
+        })
+        .unwrap();
+    let mut bytes = std::fs::read(&pages).unwrap();
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 64] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&pages, bytes).unwrap();
+
+    let mut front = start(
+        &c,
+        &images,
+        &["--every", "300ms", "--keep", "3"],
+        &job,
+        "run2.out",
+    );
+    assert_eq!(
+        finish(&mut front, Duration::from_secs(60)),
+        0,
+        "{}",
+        read(&c, "run2.out.err")
+    );
+    let err = read(&c, "run2.out.err");
+    assert!(
+        err.contains("skipping checkpoint") && err.contains("checksum"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("resumed from {older}")), "{err}");
+    assert_eq!(
+        final_line(&read(&c, "run2.out")).as_deref(),
+        Some(want.as_str())
+    );
+}
+
+#[test]
+fn killed_dump_leaves_the_job_running_and_the_previous_checkpoint_valid() {
+    let _g = serial();
+    let c = Case::new();
+    // Enough memory that the dump spends most of its time copying pages.
+    let mib = 384;
+    let want = expected(&c, mib);
+    let images = c.path("images");
+    let job = job(&c, mib, "work.log");
+    let mut front = start(&c, &images, &["--restart", "never"], &job, "run1.out");
+    wait_until("the job to run", Duration::from_secs(60), || {
+        steps_done(&c, "run1.out") >= 2
+    });
+    let o = run_stasis(&["checkpoint", images.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", o.stderr);
+    let first = checkpoints(&images);
+    assert_eq!(first.len(), 1);
+    // Ask for another and kill the dump worker in the middle of it.
+    let images_s = images.to_str().unwrap().to_string();
+    let req = std::thread::spawn(move || run_stasis(&["checkpoint", &images_s]));
+    let mut worker = None;
+    wait_until("the dump worker", Duration::from_secs(10), || {
+        worker = under_init(&front, "stasis-dump");
+        worker.is_some()
+    });
+    std::thread::sleep(Duration::from_millis(150));
+    signal(worker.unwrap(), libc::SIGKILL);
+    let o = req.join().unwrap();
+    assert!(
+        !o.status.success(),
+        "the killed checkpoint reported success: {}",
+        o.stdout
+    );
+    // The job runs on, the previous checkpoint is still the newest, nothing half-written.
+    let job_pid = under_init(&front, "run_job").expect("the job still runs");
+    let steps = steps_done(&c, "run1.out");
+    wait_until("the job to keep stepping", Duration::from_secs(10), || {
+        steps_done(&c, "run1.out") > steps + 2
+    });
+    assert!(alive(job_pid));
+    assert_eq!(checkpoints(&images), first);
+    let debris: Vec<_> = std::fs::read_dir(&images)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(debris.is_empty(), "{debris:?}");
+    let st = status_json(&images);
+    assert!(
+        st["status"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("without a result"),
+        "{st}"
+    );
+    // Node loss now: the next start resumes from the previous checkpoint.
+    kill_everything(&mut front);
+    let mut front = start(&c, &images, &[], &job, "run2.out");
+    assert_eq!(
+        finish(&mut front, Duration::from_secs(120)),
+        0,
+        "{}",
+        read(&c, "run2.out.err")
+    );
+    assert!(read(&c, "run2.out.err").contains(&format!("resumed from {}", first[0])));
+    assert_eq!(
+        final_line(&read(&c, "run2.out")).as_deref(),
+        Some(want.as_str())
+    );
+}
+
+/// A small filesystem for the images, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn full_disk_fails_the_dump_cleanly() {
+    let _g = serial();
+    let c = Case::new();
+    let want = expected(&c, 24);
+    let images = c.path("images");
+    std::fs::create_dir(&images).unwrap();
+    // Room for one checkpoint of the job (24 MiB of state), not two.
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=40m", "tmpfs"])
+        .arg(&images)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mounting a tmpfs needs root");
+    let _mnt = Tmpfs(images.clone());
+    let job = job(&c, 24, "work.log");
+    let mut front = start(
+        &c,
+        &images,
+        &["--keep", "2", "--restart", "never"],
+        &job,
+        "run1.out",
+    );
+    wait_until("the job to run", Duration::from_secs(30), || {
+        steps_done(&c, "run1.out") >= 2
+    });
+    let o = run_stasis(&["checkpoint", images.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", o.stderr);
+    let first = checkpoints(&images);
+    let o = run_stasis(&["checkpoint", images.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(o.stderr.contains("No space left"), "{}", o.stderr);
+    // The job runs on; the first checkpoint is intact; no partial image is left.
+    let steps = steps_done(&c, "run1.out");
+    wait_until("the job to keep stepping", Duration::from_secs(10), || {
+        steps_done(&c, "run1.out") > steps + 2
+    });
+    assert_eq!(checkpoints(&images), first);
+    let o = run_stasis(&["show", images.join(&first[0]).to_str().unwrap()]);
+    assert!(o.status.success());
+    assert!(!std::fs::read_dir(&images)
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().contains(".tmp-")));
+    kill_everything(&mut front);
+    let mut front = start(&c, &images, &[], &job, "run2.out");
+    assert_eq!(
+        finish(&mut front, Duration::from_secs(60)),
+        0,
+        "{}",
+        read(&c, "run2.out.err")
+    );
+    assert!(read(&c, "run2.out.err").contains(&format!("resumed from {}", first[0])));
+    assert_eq!(
+        final_line(&read(&c, "run2.out")).as_deref(),
+        Some(want.as_str())
+    );
+}
+
+#[test]
+fn rootless_user_runs_checkpoints_and_resumes_their_job() {
+    let _g = serial();
+    let c = Case::new();
+    let want = expected(&c, 8);
+    // Everything the unprivileged user touches is theirs.
+    let bin = c.path("run_job");
+    std::fs::copy(job_bin(), &bin).unwrap();
+    let images = c.path("images");
+    let st = Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(c.dir.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut job = job(&c, 8, "work.log");
+    job[0] = bin.display().to_string();
+    let as_nobody = |out: &str| -> Child {
+        let s = stasis();
+        let mut argv: Vec<&str> = vec![
+            "setpriv",
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            s.to_str().unwrap(),
+            "run",
+            "--images",
+            images.to_str().unwrap(),
+            "--every",
+            "300ms",
+            "--",
+        ];
+        argv.extend(job.iter().map(|s| s.as_str()));
+        spawn(&c, &argv, out)
+    };
+    let mut front = as_nobody("run1.out");
+    wait_until("two checkpoints", Duration::from_secs(30), || {
+        checkpoints(&images).len() >= 2
+    });
+    let st = status_json(&images);
+    assert_eq!(st["status"]["rootless"], true, "{st}");
+    // The job really runs as the user, not as root.
+    let pid = under_init(&front, "run_job").unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(
+        status.lines().any(|l| l.starts_with("Uid:\t65534\t65534")),
+        "{status}"
+    );
+    kill_everything(&mut front);
+    let mut front = as_nobody("run2.out");
+    assert_eq!(
+        finish(&mut front, Duration::from_secs(60)),
+        0,
+        "{}",
+        read(&c, "run2.out.err")
+    );
+    assert!(read(&c, "run2.out.err").contains("resumed from ckpt-"));
+    assert!(first_step(&c, "run2.out") > 1);
+    assert_eq!(
+        final_line(&read(&c, "run2.out")).as_deref(),
+        Some(want.as_str())
+    );
+}
