@@ -153,6 +153,7 @@ pub fn status(a: StatusArgs) -> Result<ExitCode> {
             "supervisor_pid": supervisor,
             "job": job.as_ref().map(|j| &j.record),
             "status": status,
+            "history": cat.history(),
             "checkpoints": ckpts.iter().map(|c| serde_json::json!({
                 "dir": c.dir,
                 "seq": c.seq,
@@ -204,6 +205,17 @@ pub fn status(a: StatusArgs) -> Result<ExitCode> {
         if let Some(e) = &s.last_error {
             println!("  last error: {e}");
         }
+    }
+    let hist = cat.history();
+    if !hist.is_empty() {
+        let mut frozen: Vec<f64> = hist.iter().map(|r| r.frozen_secs).collect();
+        frozen.sort_by(f64::total_cmp);
+        println!(
+            "  {} checkpoints taken in all; job frozen {:.3} s median, {:.3} s max per checkpoint",
+            hist.len(),
+            frozen[frozen.len() / 2],
+            frozen[frozen.len() - 1]
+        );
     }
     println!("checkpoints ({}):", ckpts.len());
     for c in &ckpts {

@@ -100,6 +100,8 @@ pub struct Catalog {
 }
 
 pub const LATEST: &str = "latest";
+/// One line per checkpoint ever taken in the directory (pruned ones included).
+pub const HISTORY: &str = "history.jsonl";
 
 /// The images directory's lock: held while it lives (and by every process that inherited it).
 pub type DirLock = nix::fcntl::Flock<std::fs::File>;
@@ -251,6 +253,18 @@ impl Catalog {
     /// the newest `keep` (never the new one, never before the new one is durable).
     pub fn commit(&self, record: &CheckpointRecord, keep: usize) -> Result<()> {
         self.write_json(&format!("{}.json", record.name), record)?;
+        // The history outlives pruning: every checkpoint ever taken here, one JSON line each.
+        let hist = self.dir.join(HISTORY);
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&hist)
+            .and_then(|mut f| {
+                let mut line = serde_json::to_vec(record).expect("records serialize");
+                line.push(b'\n');
+                f.write_all(&line)
+            })
+            .map_err(io("append to", &hist))?;
         let tmp = self.dir.join(format!("{LATEST}.partial"));
         let _ = std::fs::remove_file(&tmp);
         std::os::unix::fs::symlink(&record.name, &tmp).map_err(io("create", &tmp))?;
@@ -282,6 +296,15 @@ impl Catalog {
             std::fs::remove_dir_all(&c.dir).map_err(io("remove", &c.dir))?;
         }
         self.sync()
+    }
+
+    /// Every checkpoint ever recorded here, oldest first.
+    pub fn history(&self) -> Vec<CheckpointRecord> {
+        std::fs::read_to_string(self.dir.join(HISTORY))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     pub fn status(&self) -> Result<Option<RunStatus>> {
@@ -417,6 +440,8 @@ mod tests {
             Path::new("ckpt-000004")
         );
         assert!(!t.path().join("ckpt-000001.json").exists());
+        let hist: Vec<String> = c.history().into_iter().map(|r| r.name).collect();
+        assert_eq!(hist, names);
         // A staging leftover is never a checkpoint, and its number is never reused.
         std::fs::create_dir(t.path().join("ckpt-000009.tmp-5-0")).unwrap();
         assert_eq!(c.checkpoints().unwrap().len(), 2);
