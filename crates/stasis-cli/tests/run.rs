@@ -18,9 +18,13 @@ fn job_bin() -> PathBuf {
 
 /// The job's argv: STEPS steps of STEP_MS over `mib` MiB, counting work into `worklog`.
 fn job(c: &Case, mib: u32, worklog: &str) -> Vec<String> {
+    job_n(c, STEPS, mib, worklog)
+}
+
+fn job_n(c: &Case, steps: u32, mib: u32, worklog: &str) -> Vec<String> {
     vec![
         job_bin().display().to_string(),
-        STEPS.to_string(),
+        steps.to_string(),
         mib.to_string(),
         STEP_MS.to_string(),
         c.path(worklog).display().to_string(),
@@ -684,4 +688,140 @@ fn rootless_user_runs_checkpoints_and_resumes_their_job() {
         final_line(&read(&c, "run2.out")).as_deref(),
         Some(want.as_str())
     );
+}
+
+#[test]
+fn automatic_interval_follows_the_measured_checkpoint_cost() {
+    let _g = serial();
+    let c = Case::new();
+    let images = c.path("images");
+    let job = job_n(&c, 100, 8, "work.log");
+    let mut front = start(
+        &c,
+        &images,
+        &["--interval", "auto", "--mtbf", "4s"],
+        &job,
+        "run.out",
+    );
+    wait_until("the job to run", Duration::from_secs(30), || {
+        steps_done(&c, "run.out") >= 1
+    });
+    // Before any checkpoint: Daly's interval for the assumed 1 s cost and a 4 s MTBF.
+    let st = status_json(&images);
+    let reason = st["status"]["interval_reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        reason.contains("Daly") && reason.contains("assumed"),
+        "{st}"
+    );
+    let first = st["status"]["interval_secs"].as_f64().unwrap();
+    let r: f64 = 1.0 / 8.0;
+    let daly = 8f64.sqrt() * (1.0 + r.sqrt() / 3.0 + r / 9.0) - 1.0;
+    assert!(
+        (first - daly).abs() < 1e-6,
+        "interval {first}, Daly says {daly}"
+    );
+    wait_until("two checkpoints", Duration::from_secs(30), || {
+        checkpoints(&images).len() >= 2
+    });
+    // Measured: a checkpoint of this job costs far less than 1 s, so the interval shrinks
+    // (to the 1 s floor).
+    let st = status_json(&images);
+    assert!(
+        st["status"]["interval_reason"]
+            .as_str()
+            .unwrap()
+            .contains("smoothed"),
+        "{st}"
+    );
+    let now = st["status"]["interval_secs"].as_f64().unwrap();
+    assert!(
+        now < first,
+        "interval {now} after measuring, {first} before"
+    );
+    signal(front.id() as i32, libc::SIGUSR1);
+    assert_eq!(finish(&mut front, Duration::from_secs(60)), 75);
+}
+
+#[test]
+fn interrupt_is_passed_to_the_job_and_is_no_crash() {
+    let _g = serial();
+    let c = Case::new();
+    let images = c.path("images");
+    let job = job(&c, 8, "work.log");
+    let mut front = start(&c, &images, &["--every", "300ms"], &job, "run.out");
+    wait_until("a checkpoint", Duration::from_secs(30), || {
+        !checkpoints(&images).is_empty()
+    });
+    signal(front.id() as i32, libc::SIGINT);
+    assert_eq!(
+        finish(&mut front, Duration::from_secs(30)),
+        128 + libc::SIGINT
+    );
+    let err = read(&c, "run.out.err");
+    assert!(!err.contains("restoring"), "{err}");
+    assert_eq!(status_json(&images)["status"]["state"], "exited");
+}
+
+#[test]
+fn final_checkpoint_cut_short_by_the_grace_period() {
+    let _g = serial();
+    let c = Case::new();
+    let images = c.path("images");
+    let job = job(&c, 64, "work.log");
+    let mut front = start(&c, &images, &["--grace", "1ms"], &job, "run.out");
+    wait_until("the job to run", Duration::from_secs(30), || {
+        steps_done(&c, "run.out") >= 2
+    });
+    let job_pid = under_init(&front, "run_job").unwrap();
+    signal(front.id() as i32, libc::SIGTERM);
+    assert_eq!(finish(&mut front, Duration::from_secs(30)), 75);
+    let err = read(&c, "run.out.err");
+    assert!(
+        err.contains("did not finish within the grace period"),
+        "{err}"
+    );
+    assert!(err.contains("before any checkpoint"), "{err}");
+    // The job is stopped and no partial checkpoint is left.
+    assert!(!alive(job_pid));
+    assert!(checkpoints(&images).is_empty());
+    assert!(!std::fs::read_dir(&images)
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with("ckpt-")));
+}
+
+#[test]
+fn process_that_left_the_job_tree_fails_the_checkpoint_by_name() {
+    let _g = serial();
+    let c = Case::new();
+    let images = c.path("images");
+    // A subshell starts a `sleep` and exits: the sleep is orphaned to the namespace's init.
+    let inner = job(&c, 8, "work.log").join(" ");
+    let job = vec![
+        "sh".to_string(),
+        "-c".to_string(),
+        format!("(sleep 60 &); exec {inner}"),
+    ];
+    let mut front = start(&c, &images, &["--restart", "never"], &job, "run.out");
+    wait_until("the job to run", Duration::from_secs(30), || {
+        steps_done(&c, "run.out") >= 2
+    });
+    let o = run_stasis(&["checkpoint", images.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        o.stderr.contains("(sleep)") && o.stderr.contains("left the job's process tree"),
+        "{}",
+        o.stderr
+    );
+    // The job was not disturbed.
+    assert_eq!(
+        finish(&mut front, Duration::from_secs(60)),
+        0,
+        "{}",
+        read(&c, "run.out.err")
+    );
+    assert!(final_line(&read(&c, "run.out")).is_some());
 }
