@@ -418,6 +418,21 @@ fn exit_status_bad_command_and_another_job() {
         "{}",
         o.stderr
     );
+    // A directory a running supervisor holds is refused, naming it.
+    let busy = c.path("busy");
+    let mut front = start(&c, &busy, &[], &job(&c, 8, "work.log"), "busy.out");
+    wait_until("the job to run", Duration::from_secs(30), || {
+        steps_done(&c, "busy.out") >= 1
+    });
+    let o = run_stasis(&["run", "--images", busy.to_str().unwrap(), "--", "true"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        o.stderr.contains("in use by another stasis run")
+            && o.stderr.contains(&format!("pid {}", front.id())),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(finish(&mut front, Duration::from_secs(60)), 0);
 }
 
 #[test]
