@@ -156,6 +156,18 @@ fn kill_everything(front: &mut Child) {
     );
 }
 
+/// The job's cgroup v2 path, which must be the `job` cgroup stasis made for it (and where
+/// stasis reported it).
+fn assert_in_job_cgroup(front: &Child, images: &Path) {
+    let pid = under_init(front, "run_job").expect("the job runs under the init");
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let v2 = cg.lines().find_map(|l| l.strip_prefix("0::")).unwrap().to_string();
+    assert!(v2.contains("/stasis-run-") && v2.ends_with("/job"), "job in cgroup {v2}");
+    let st = status_json(images);
+    let reported = st["status"]["cgroup"].as_str().unwrap_or_default().to_string();
+    assert!(reported.ends_with(&v2), "status says {reported}, the job is in {v2}");
+}
+
 fn status_json(images: &Path) -> serde_json::Value {
     let o = run_stasis(&["status", images.to_str().unwrap(), "--json"]);
     assert!(o.status.success(), "status failed: {}", o.stderr);
@@ -180,6 +192,7 @@ fn job_resumes_after_supervisor_and_job_are_killed() {
     let st = status_json(&images);
     assert_eq!(st["supervised"], true, "{st}");
     assert_eq!(st["status"]["state"], "running", "{st}");
+    assert_in_job_cgroup(&front, &images);
     kill_everything(&mut front);
     let before = steps_done(&c, "run1.out");
     assert!(
@@ -191,6 +204,10 @@ fn job_resumes_after_supervisor_and_job_are_killed() {
     std::thread::sleep(Duration::from_millis(1500));
 
     let mut front = start(&c, &images, &["--every", "300ms"], &job, "run2.out");
+    wait_until("the resumed job", Duration::from_secs(30), || {
+        steps_done(&c, "run2.out") >= 1
+    });
+    assert_in_job_cgroup(&front, &images);
     assert_eq!(
         finish(&mut front, Duration::from_secs(60)),
         0,

@@ -220,6 +220,11 @@ fn remove_stale(parent: &Path) {
     for e in rd.flatten() {
         if e.file_name().to_string_lossy().starts_with("stasis-run-") {
             let d = e.path();
+            // A supervisor that still runs lives in `supervisor` (its job may be between
+            // restarts, its `job` cgroup empty): leave it alone.
+            if procs(&d.join("supervisor")).is_ok_and(|p| !p.is_empty()) {
+                continue;
+            }
             let _ = std::fs::remove_dir(d.join("job"));
             let _ = std::fs::remove_dir(d.join("supervisor"));
             let _ = std::fs::remove_dir(&d);

@@ -286,7 +286,16 @@ impl Supervisor {
             .map_err(|_| "the command contains a NUL byte".to_string())?;
         let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| format!("cannot start the job: pipe: {e}"))?;
-        let forked = self.in_job_cgroup(stasis_sys::clone::fork);
+        // The child starts in the job's cgroup; only the parent steps back out.
+        if let Some(cg) = &self.cgroup {
+            cg.enter_job();
+        }
+        let forked = stasis_sys::clone::fork();
+        if let (Some(cg), Ok(stasis_sys::clone::Forked::Parent(_)) | Err(_)) =
+            (&self.cgroup, &forked)
+        {
+            cg.leave_job();
+        }
         let pid = match forked {
             Ok(stasis_sys::clone::Forked::Child) => {
                 drop(err_r);
