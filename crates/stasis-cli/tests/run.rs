@@ -161,11 +161,24 @@ fn kill_everything(front: &mut Child) {
 fn assert_in_job_cgroup(front: &Child, images: &Path) {
     let pid = under_init(front, "run_job").expect("the job runs under the init");
     let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    let v2 = cg.lines().find_map(|l| l.strip_prefix("0::")).unwrap().to_string();
-    assert!(v2.contains("/stasis-run-") && v2.ends_with("/job"), "job in cgroup {v2}");
+    let v2 = cg
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap()
+        .to_string();
+    assert!(
+        v2.contains("/stasis-run-") && v2.ends_with("/job"),
+        "job in cgroup {v2}"
+    );
     let st = status_json(images);
-    let reported = st["status"]["cgroup"].as_str().unwrap_or_default().to_string();
-    assert!(reported.ends_with(&v2), "status says {reported}, the job is in {v2}");
+    let reported = st["status"]["cgroup"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        reported.ends_with(&v2),
+        "status says {reported}, the job is in {v2}"
+    );
 }
 
 fn status_json(images: &Path) -> serde_json::Value {

@@ -123,51 +123,77 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpReport> {
     tracing::debug!(pid, processes = tree.len(), took = ?t0.elapsed(), "frozen");
     let mut table = files::FileTable::default();
     table.tcp_established = opts.tcp_established;
-    let result =
-        write_image(&mut tree, staging.dir(), opts.compress, &mut table).and_then(|stats| {
-            tracing::debug!(pid, took = ?t0.elapsed(), "image written");
-            let dir = LocalStore.put(staging)?;
-            tracing::debug!(pid, took = ?t0.elapsed(), "image durable");
-            Ok((stats, dir))
-        });
-    match result {
-        Ok((stats, dir)) => {
-            let frozen_for = t_frozen.elapsed();
-            let killed = if opts.kill {
-                // Repaired TCP sockets die in repair mode: the peers see nothing.
-                kill_tree(&tree)?;
-                drop(table);
-                for p in &tree {
-                    wait_gone(p.pid.as_raw(), Duration::from_secs(10));
-                }
-                true
-            } else {
-                table.leave_repair();
-                for p in &mut tree {
-                    p.release(true);
-                }
-                false
-            };
-            Ok(DumpReport {
-                pid,
-                dir,
-                processes: tree.len(),
-                pages: stats.pages,
-                page_bytes: stats.bytes,
-                stored_bytes: stats.stored,
-                frozen: frozen_for,
-                total: t0.elapsed(),
-                killed,
-            })
-        }
+    let written = write_image(&mut tree, staging.dir(), opts.compress, &mut table);
+    tracing::debug!(pid, took = ?t0.elapsed(), "image written");
+    let (stats, flushes) = match written {
+        Ok(w) => w,
         Err(e) => {
             table.leave_repair();
             for p in &mut tree {
                 p.release(true);
             }
-            Err(e)
+            return Err(e);
         }
+    };
+    if !opts.kill {
+        // Every byte of the image is written (to the page cache), so it describes the tree
+        // as it is now: the tree runs on while the bytes reach the disk. If that fails, the
+        // tree still runs as before and the staging directory is removed.
+        let frozen_for = t_frozen.elapsed();
+        table.leave_repair();
+        for p in &mut tree {
+            p.release(true);
+        }
+        for f in flushes {
+            let _ = f.join();
+        }
+        let dir = LocalStore.put(staging)?;
+        tracing::debug!(pid, took = ?t0.elapsed(), "image durable");
+        return Ok(DumpReport {
+            pid,
+            dir,
+            processes: tree.len(),
+            pages: stats.pages,
+            page_bytes: stats.bytes,
+            stored_bytes: stats.stored,
+            frozen: frozen_for,
+            total: t0.elapsed(),
+            killed: false,
+        });
     }
+    // --kill: the tree stays frozen until the image is durable, then dies.
+    for f in flushes {
+        let _ = f.join();
+    }
+    let dir = match LocalStore.put(staging) {
+        Ok(dir) => dir,
+        Err(e) => {
+            table.leave_repair();
+            for p in &mut tree {
+                p.release(true);
+            }
+            return Err(e.into());
+        }
+    };
+    tracing::debug!(pid, took = ?t0.elapsed(), "image durable");
+    let frozen_for = t_frozen.elapsed();
+    // Repaired TCP sockets die in repair mode: the peers see nothing.
+    kill_tree(&tree)?;
+    drop(table);
+    for p in &tree {
+        wait_gone(p.pid.as_raw(), Duration::from_secs(10));
+    }
+    Ok(DumpReport {
+        pid,
+        dir,
+        processes: tree.len(),
+        pages: stats.pages,
+        page_bytes: stats.bytes,
+        stored_bytes: stats.stored,
+        frozen: frozen_for,
+        total: t0.elapsed(),
+        killed: true,
+    })
 }
 
 /// Seize every process of the tree below `root`, parents before children. A process is
@@ -313,7 +339,7 @@ fn write_image(
     dir: &std::path::Path,
     compress: bool,
     table: &mut files::FileTable,
-) -> Result<memory::PagesStats> {
+) -> Result<(memory::PagesStats, Vec<Flushing>)> {
     let mut shmem_seen = memory::ShmemSeen::default();
     // Pages children share copy-on-write with their parents are saved once, with the parent.
     let procs: Vec<(i32, i32)> = tree
@@ -364,10 +390,7 @@ fn write_image(
         parent: None,
     };
     stasis_image::write_record_file(dir, Image::INVENTORY, FileKind::Inventory, &inventory)?;
-    for f in flushes {
-        let _ = f.join();
-    }
-    Ok(total)
+    Ok((total, flushes))
 }
 
 /// Wait (bounded) until `pid` no longer exists, so a restore right after cannot collide with
