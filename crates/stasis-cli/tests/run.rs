@@ -33,8 +33,12 @@ fn job_n(c: &Case, steps: u32, mib: u32, worklog: &str) -> Vec<String> {
 
 /// The last line of an uninterrupted run (the final hashes).
 fn expected(c: &Case, mib: u32) -> String {
+    expected_n(c, STEPS, mib)
+}
+
+fn expected_n(c: &Case, steps: u32, mib: u32) -> String {
     let o = Command::new(job_bin())
-        .args(&job(c, mib, "expected.log")[1..])
+        .args(&job_n(c, steps, mib, "expected.log")[1..])
         .output()
         .unwrap();
     assert!(o.status.success());
@@ -531,52 +535,55 @@ fn corrupt_newest_checkpoint_falls_back_to_the_previous_one() {
 }
 
 #[test]
-fn killed_dump_leaves_the_job_running_and_the_previous_checkpoint_valid() {
+fn stasis_killed_during_a_periodic_dump_leaves_the_job_running_and_the_last_checkpoint_valid() {
     let _g = serial();
     let c = Case::new();
     // Enough memory that the dump spends most of its time copying pages.
     let mib = 384;
-    let want = expected(&c, mib);
+    let want = expected_n(&c, 150, mib);
     let images = c.path("images");
-    let job = job(&c, mib, "work.log");
-    let mut front = start(&c, &images, &["--restart", "never"], &job, "run1.out");
-    wait_until("the job to run", Duration::from_secs(60), || {
-        steps_done(&c, "run1.out") >= 2
-    });
-    let o = run_stasis(&["checkpoint", images.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", o.stderr);
+    let job = job_n(&c, 150, mib, "work.log");
+    let opts = ["--every", "2s", "--restart", "never", "--keep", "3"];
+    let mut front = start(&c, &images, &opts, &job, "run1.out");
+    wait_until(
+        "the first periodic checkpoint",
+        Duration::from_secs(60),
+        || !checkpoints(&images).is_empty(),
+    );
     let first = checkpoints(&images);
-    assert_eq!(first.len(), 1);
-    // Ask for another and kill the dump worker in the middle of it.
-    let images_s = images.to_str().unwrap().to_string();
-    let req = std::thread::spawn(move || run_stasis(&["checkpoint", &images_s]));
+    // The second periodic dump: kill its worker and the `stasis run` command in the middle
+    // of it (the supervisor's init survives the latter and keeps the job).
     let mut worker = None;
-    wait_until("the dump worker", Duration::from_secs(10), || {
+    wait_until("the next periodic dump", Duration::from_secs(10), || {
         worker = under_init(&front, "stasis-dump");
         worker.is_some()
     });
+    let init = init_of(&front);
     std::thread::sleep(Duration::from_millis(150));
     signal(worker.unwrap(), libc::SIGKILL);
-    let o = req.join().unwrap();
-    assert!(
-        !o.status.success(),
-        "the killed checkpoint reported success: {}",
-        o.stdout
-    );
+    signal(front.id() as i32, libc::SIGKILL);
+    front.wait().unwrap();
     // The job runs on, the previous checkpoint is still the newest, nothing half-written.
-    let job_pid = under_init(&front, "run_job").expect("the job still runs");
+    let job_pid = children(init as u32)
+        .into_iter()
+        .find(|&p| comm(p) == "run_job")
+        .expect("the job still runs");
     let steps = steps_done(&c, "run1.out");
     wait_until("the job to keep stepping", Duration::from_secs(10), || {
-        steps_done(&c, "run1.out") > steps + 2
+        steps_done(&c, "run1.out") > steps
     });
     assert!(alive(job_pid));
     assert_eq!(checkpoints(&images), first);
-    let debris: Vec<_> = std::fs::read_dir(&images)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
-        .collect();
-    assert!(debris.is_empty(), "{debris:?}");
+    wait_until(
+        "the partial checkpoint to be removed",
+        Duration::from_secs(5),
+        || {
+            !std::fs::read_dir(&images)
+                .unwrap()
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        },
+    );
     let st = status_json(&images);
     assert!(
         st["status"]["last_error"]
@@ -585,8 +592,17 @@ fn killed_dump_leaves_the_job_running_and_the_previous_checkpoint_valid() {
             .contains("without a result"),
         "{st}"
     );
-    // Node loss now: the next start resumes from the previous checkpoint.
-    kill_everything(&mut front);
+    assert_eq!(
+        std::fs::read_link(images.join("latest")).unwrap(),
+        Path::new(&first[0])
+    );
+    // Node loss now: the next start resumes from the last valid checkpoint.
+    signal(init, libc::SIGKILL);
+    wait_until(
+        "the job's namespace to die",
+        Duration::from_secs(10),
+        || !alive(init),
+    );
     let mut front = start(&c, &images, &[], &job, "run2.out");
     assert_eq!(
         finish(&mut front, Duration::from_secs(120)),
@@ -594,7 +610,11 @@ fn killed_dump_leaves_the_job_running_and_the_previous_checkpoint_valid() {
         "{}",
         read(&c, "run2.out.err")
     );
-    assert!(read(&c, "run2.out.err").contains(&format!("resumed from {}", first[0])));
+    let resumed = read(&c, "run2.out.err");
+    assert!(
+        resumed.contains(&format!("resumed from {}", first[0])),
+        "{resumed}"
+    );
     assert_eq!(
         final_line(&read(&c, "run2.out")).as_deref(),
         Some(want.as_str())
