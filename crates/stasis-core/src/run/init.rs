@@ -139,21 +139,14 @@ impl Supervisor {
                 }
             }
         }
-        let resume = if s.opts.fresh && s.first_seq_is_new() {
-            None
-        } else {
-            s.candidates().into_iter().next()
-        };
+        // After --fresh, the job's first checkpoint number is past every existing one, so
+        // there is nothing to resume.
+        let resume = s.candidates().into_iter().next();
         if s.opts.time_ns {
             s.enter_time_ns(resume.as_ref().and_then(|c| c.record.as_ref()));
         }
         s.resume_or_start()?;
         Ok(s)
-    }
-
-    /// True when the job record was just written for a fresh start (nothing to resume).
-    fn first_seq_is_new(&self) -> bool {
-        self.candidates().is_empty()
     }
 
     /// This job's checkpoints, newest first.
@@ -219,16 +212,7 @@ impl Supervisor {
 
     /// Resume from the newest checkpoint that restores, or start the job if there is none.
     fn resume_or_start(&mut self) -> Result<(), String> {
-        let candidates = if self.opts.fresh && self.status.resumed_from.is_none() {
-            // --fresh applies to the first start only; crash restarts resume.
-            if self.status.restarts == 0 {
-                Vec::new()
-            } else {
-                self.candidates()
-            }
-        } else {
-            self.candidates()
-        };
+        let candidates = self.candidates();
         let mut failures = Vec::new();
         for c in &candidates {
             let name = c
