@@ -8,6 +8,10 @@
 // CLOCK_REALTIME, SIGEV_NONE, one-shot one hour ahead. After SIGUSR2: the ids are the same,
 // timer_gettime of A shows a 20 ms period, A fires about 50 times a second with its value,
 // C still has about an hour left.
+// Timer D: CLOCK_MONOTONIC, SIGRTMIN+1 (blocked) with value 0x5678, every 1 ms from the start:
+// its signal is pending with 200+ overruns by the time the pidfile appears. After SIGUSR2 it
+// is still pending (sigtimedwait takes it at once) with its value, at least 199 overruns (at
+// most one per ms since D started), timer_getoverrun says the same, and D keeps firing.
 #include "wl.h"
 
 static volatile long fired, bad_value;
@@ -45,11 +49,49 @@ int main(int argc, char **argv)
 	timer_settime(a, 0, &pa, NULL);
 	timer_settime(c, 0, &pc, NULL);
 	long ida = (long)(intptr_t)a, idc = (long)(intptr_t)c;
+	sigset_t dset;
+	sigemptyset(&dset);
+	sigaddset(&dset, SIGRTMIN + 1);
+	sigprocmask(SIG_BLOCK, &dset, NULL);
+	timer_t d;
+	struct sigevent ed = {.sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGRTMIN + 1};
+	ed.sigev_value.sival_ptr = (void *)0x5678;
+	struct itimerspec pd = {{0, 1000000}, {0, 1000000}};
+	struct timespec d0, d1;
+	if (timer_create(CLOCK_MONOTONIC, &ed, &d))
+		return 3;
+	clock_gettime(CLOCK_MONOTONIC, &d0);
+	timer_settime(d, 0, &pd, NULL);
+	struct timespec w0 = {0, 210000000};
+	while (nanosleep(&w0, &w0) && errno == EINTR)
+		;
 
 	wl_write_pidfile(argv[1]);
 	wl_wait_usr2();
 
 	int fails = 0;
+	// D first, before time passes: its signal is still the one pending since before the dump.
+	siginfo_t si;
+	struct timespec zero = {0, 0};
+	int got = sigtimedwait(&dset, &si, &zero);
+	clock_gettime(CLOCK_MONOTONIC, &d1);
+	long most = (d1.tv_sec - d0.tv_sec) * 1000 + (d1.tv_nsec - d0.tv_nsec) / 1000000 + 1;
+	int gov = timer_getoverrun(d);
+	if (got == SIGRTMIN + 1 && si.si_code == SI_TIMER && si.si_value.sival_ptr == (void *)0x5678 &&
+	    si.si_overrun >= 199 && si.si_overrun <= most && gov == si.si_overrun)
+		printf("ok timer-d-pending-overruns (%d)\n", si.si_overrun);
+	else {
+		printf("FAIL timer-d-pending-overruns: signal %d code %d value %p overrun %d (199..%ld) getoverrun %d\n",
+		       got, si.si_code, si.si_value.sival_ptr, si.si_overrun, most, gov);
+		fails++;
+	}
+	struct timespec fifty = {0, 50000000};
+	if (sigtimedwait(&dset, &si, &fifty) == SIGRTMIN + 1)
+		printf("ok timer-d-firing\n");
+	else {
+		printf("FAIL timer-d-firing: no signal from D within 50 ms\n");
+		fails++;
+	}
 	struct itimerspec g;
 	if (timer_gettime(a, &g) == 0 && g.it_interval.tv_sec == 0 && g.it_interval.tv_nsec == 20000000)
 		printf("ok timer-a-interval\n");

@@ -311,12 +311,26 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
             p.pid, p.comm, p.exe, p.cwd, p.ppid, p.pgid, p.sid, p.creds.uid[0]
         );
         println!(
-            "  threads {}, {} sigactions, {} itimers, {} pending",
+            "  threads {}, {} sigactions, {} itimers, {} POSIX timers, {} pending",
             p.threads.len(),
             p.sigactions.len(),
             p.itimers.len(),
-            p.shared_pending.len() + p.threads.iter().map(|t| t.pending.len()).sum::<usize>()
+            p.posix_timers.len(),
+            p.shared_pending.len()
+                + p.threads.iter().map(|t| t.pending.len()).sum::<usize>()
+                + p.posix_timers
+                    .iter()
+                    .filter(|t| t.pending_overrun.is_some())
+                    .count()
         );
+        for t in &p.posix_timers {
+            if let Some(n) = t.pending_overrun {
+                println!(
+                    "  POSIX timer {} signal {} pending with {n} overruns",
+                    t.id, t.signo
+                );
+            }
+        }
         println!(
             "  memory: {} VMAs, {} pages saved ({:.1} MiB, {:.1} MiB stored) in {} runs",
             p.vmas.len(),

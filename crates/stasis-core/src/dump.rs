@@ -624,7 +624,7 @@ fn collect(
         .map_err(|source| DumpError::Smaps { pid, source })?;
     let mut vmas = memory::classify(&smaps);
     sysvshm::link(pid, &mut vmas)?;
-    let shared_pending = ptrace::peek_siginfo(state.pid, true)
+    let mut shared_pending: Vec<SiginfoEntry> = ptrace::peek_siginfo(state.pid, true)
         .map_err(|source| TraceeError::Ptrace {
             pid,
             step: "PEEKSIGINFO shared",
@@ -667,7 +667,32 @@ fn collect(
     let inside = (|| -> Result<_, TraceeError> {
         let acts = signal::dump_sigactions(t, s)?;
         let timers = signal::dump_itimers(t, s)?;
-        let posix_timers = signal::dump_posix_timers(t, s, &posix)?;
+        let mut posix_timers = signal::dump_posix_timers(t, s, &posix)?;
+        if !posix_timers.is_empty() {
+            // Pending timer signals become timer state (their overrun counts).
+            let (first, rest) = outside.split_first_mut().expect("the leader is seized");
+            signal::take_timer_signals(
+                t,
+                s,
+                pid,
+                pid,
+                &mut first.pending,
+                &mut shared_pending,
+                &mut posix_timers,
+            )?;
+            for (o, out) in others.iter_mut().zip(rest.iter_mut()) {
+                let tid = o.pid();
+                signal::take_timer_signals(
+                    o,
+                    s,
+                    pid,
+                    tid,
+                    &mut out.pending,
+                    &mut shared_pending,
+                    &mut posix_timers,
+                )?;
+            }
+        }
         let mut per_thread = vec![thread::dump_inside(t, s)?];
         for o in others.iter_mut() {
             per_thread.push(thread::dump_inside(o, s)?);

@@ -91,3 +91,24 @@ fn v1_2_tree_with_copy_on_write_pages_decodes_and_verifies() {
     assert!(img.processes[0].vmas.iter().all(|v| v.cow.is_empty()));
     img.verify_pages().expect("every run matches its checksum");
 }
+
+#[test]
+fn v1_3_pending_timer_signal_is_timer_state() {
+    let img = Image::open(&golden("v1.3/pending-timer")).expect("golden v1.3 image decodes");
+    let p = &img.processes[0];
+    let d = p
+        .posix_timers
+        .iter()
+        .find(|t| t.interval_ns == 1_000_000)
+        .expect("timer D");
+    assert_eq!(d.pending_overrun, Some(268));
+    assert_eq!(d.signo, 35);
+    // Its signal is timer state, not a queued signal.
+    assert!(p.shared_pending.iter().all(|s| s.signo() != 35));
+    assert!(p
+        .posix_timers
+        .iter()
+        .filter(|t| t.id != d.id)
+        .all(|t| t.pending_overrun.is_none()));
+    img.verify_pages().expect("every run matches its checksum");
+}

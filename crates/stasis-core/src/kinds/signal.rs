@@ -251,6 +251,7 @@ pub fn dump_posix_timers(
             sigval: pt.sigval,
             interval_ns: w[0] * 1_000_000_000 + w[1],
             value_ns: w[2] * 1_000_000_000 + w[3],
+            pending_overrun: None,
         });
     }
     out.sort_by_key(|e| e.id);
@@ -313,12 +314,178 @@ pub fn restore_posix_timers(
             [pt.id as u64, 0, s.at(4096 + 128), 0, 0, 0],
         )?;
     }
+    // A timer whose signal was pending sends it again now, with its overruns.
+    for pt in timers {
+        if let Some(n) = pt.pending_overrun {
+            resend(t, s, pt.id, pt.clock, pt.value_ns, pt.interval_ns, n)?;
+        }
+    }
     for f in fillers {
         t.syscall(
             "timer_delete",
             libc::SYS_timer_delete,
             [f as u64, 0, 0, 0, 0, 0],
         )?;
+    }
+    Ok(())
+}
+
+/// si_code of a signal a POSIX timer sent.
+const SI_TIMER: i32 = -2;
+const TIMER_ABSTIME: u64 = 1;
+
+/// Make timer `id` send its signal now as if it had been pending with `overrun` overruns,
+/// its next expiry `value_ns` from now: armed (absolute time) to have expired `overrun` + 1
+/// periods before that, it fires at once; when the signal is delivered the kernel forwards
+/// the timer over the missed periods and reports them as the overrun (si_overrun and
+/// timer_getoverrun), and the timer goes on at its old phase. A one-shot timer just fires.
+fn resend(
+    t: &mut impl Tracee,
+    s: Scratch,
+    id: i32,
+    clock: i32,
+    value_ns: u64,
+    interval_ns: u64,
+    overrun: u32,
+) -> Result<(), TraceeError> {
+    // The timer's clock as the process sees it (its time namespace may shift it).
+    t.syscall(
+        "clock_gettime",
+        libc::SYS_clock_gettime,
+        [clock as u64, s.at(4096 + 192), 0, 0, 0, 0],
+    )?;
+    let mut raw = [0u8; 16];
+    t.read_mem(s.at(4096 + 192), &mut raw)?;
+    let w = bytes_to_words(&raw);
+    let now = (w[0] * 1_000_000_000 + w[1]) as i128;
+    let start = if interval_ns == 0 {
+        1
+    } else {
+        now + value_ns as i128 - (overrun as i128 + 1) * interval_ns as i128
+    };
+    // An absolute time of 0 would disarm the timer.
+    let start = start.max(1) as u64;
+    let its = [
+        interval_ns / 1_000_000_000,
+        interval_ns % 1_000_000_000,
+        start / 1_000_000_000,
+        start % 1_000_000_000,
+    ];
+    t.write_mem(s.at(4096 + 128), &words_to_bytes(&its))?;
+    t.syscall(
+        "timer_settime (resend)",
+        libc::SYS_timer_settime,
+        [id as u64, TIMER_ABSTIME, s.at(4096 + 128), 0, 0, 0],
+    )?;
+    Ok(())
+}
+
+/// Take the pending signals of POSIX timers out of the saved ones and record their overrun
+/// counts in `timers`. Only delivery tells the overrun (the kernel computes it then), so the
+/// thread `t` (`tid` of process `tgid`) dequeues, with rt_sigtimedwait, every pending signal
+/// of each timer's number it can see: its own queue `private` first, then the process's
+/// `shared` (the kernel's order). Each is then put back in the same order: a timer's by
+/// making the timer send it again with the same overrun, the others by re-queueing them. The
+/// process is left with the same pending signals it had.
+///
+/// `timers` holds the process's timers; those this thread is not the one to handle (a
+/// thread-directed one of another thread, or process-directed ones when `t` is not the
+/// leader) are skipped by the caller's choice of `for_thread`.
+pub fn take_timer_signals(
+    t: &mut impl Tracee,
+    s: Scratch,
+    tgid: i32,
+    tid: i32,
+    private: &mut Vec<SiginfoEntry>,
+    shared: &mut Vec<SiginfoEntry>,
+    timers: &mut [PosixTimerEntry],
+) -> Result<(), TraceeError> {
+    let leader = tid == tgid;
+    let mut signos: Vec<i32> = Vec::new();
+    for pt in timers.iter() {
+        let mine = match pt.notify {
+            libc::SIGEV_THREAD_ID => pt.tid == tid,
+            libc::SIGEV_SIGNAL => leader,
+            _ => false,
+        };
+        let queue: &Vec<SiginfoEntry> = if pt.notify == libc::SIGEV_THREAD_ID {
+            private
+        } else {
+            shared
+        };
+        let pending = queue
+            .iter()
+            .any(|si| si.code() == SI_TIMER && si.timer_id() == pt.id && si.signo() == pt.signo);
+        if mine && pending && !signos.contains(&pt.signo) {
+            signos.push(pt.signo);
+        }
+    }
+    for signo in signos {
+        let in_private = private.iter().filter(|si| si.signo() == signo).count();
+        let in_shared = shared.iter().filter(|si| si.signo() == signo).count();
+        let set: u64 = 1 << (signo - 1);
+        t.write_mem(s.at(4096 + 256), &set.to_le_bytes())?;
+        // A zero timeout: never wait.
+        t.write_mem(s.at(4096 + 272), &[0u8; 16])?;
+        let mut taken = Vec::new();
+        for i in 0..in_private + in_shared {
+            let got = t.syscall(
+                "rt_sigtimedwait",
+                libc::SYS_rt_sigtimedwait,
+                [
+                    s.at(4096 + 256),
+                    s.at(4096 + 512),
+                    s.at(4096 + 272),
+                    8,
+                    0,
+                    0,
+                ],
+            )?;
+            if got as i32 != signo {
+                break;
+            }
+            let mut raw = vec![0u8; 128];
+            t.read_mem(s.at(4096 + 512), &mut raw)?;
+            taken.push((i < in_private, SiginfoEntry { raw }));
+        }
+        for (was_private, si) in &taken {
+            let timer = timers.iter_mut().find(|pt| {
+                si.code() == SI_TIMER && pt.id == si.timer_id() && pt.signo == si.signo()
+            });
+            match timer {
+                Some(pt) => {
+                    let n = si.overrun().max(0) as u32;
+                    pt.pending_overrun = Some(n);
+                    // Its time left, after the delivery re-armed it.
+                    t.syscall(
+                        "timer_gettime",
+                        libc::SYS_timer_gettime,
+                        [pt.id as u64, s.at(4096 + 640), 0, 0, 0, 0],
+                    )?;
+                    let mut raw = [0u8; 32];
+                    t.read_mem(s.at(4096 + 640), &mut raw)?;
+                    let w = bytes_to_words(&raw);
+                    let value = w[2] * 1_000_000_000 + w[3];
+                    let interval = w[0] * 1_000_000_000 + w[1];
+                    pt.value_ns = value;
+                    resend(t, s, pt.id, pt.clock, value, interval, n)?;
+                }
+                None => {
+                    let target = if *was_private { Some(tid) } else { None };
+                    queue_signals(t, s, tgid, target, std::slice::from_ref(si))?;
+                }
+            }
+        }
+        // The image holds the timers' signals as timer state, not as queued signals.
+        let is_timer_signal = |si: &SiginfoEntry| {
+            si.signo() == signo
+                && si.code() == SI_TIMER
+                && timers
+                    .iter()
+                    .any(|pt| pt.id == si.timer_id() && pt.pending_overrun.is_some())
+        };
+        private.retain(|si| !is_timer_signal(si));
+        shared.retain(|si| !is_timer_signal(si));
     }
     Ok(())
 }

@@ -22,7 +22,28 @@ pub struct SiginfoEntry {
 
 impl SiginfoEntry {
     pub fn signo(&self) -> i32 {
-        i32::from_le_bytes(self.raw[0..4].try_into().unwrap_or([0; 4]))
+        self.int_at(0)
+    }
+
+    pub fn code(&self) -> i32 {
+        self.int_at(8)
+    }
+
+    /// For a POSIX timer's signal (si_code SI_TIMER): the timer's id.
+    pub fn timer_id(&self) -> i32 {
+        self.int_at(16)
+    }
+
+    /// For a POSIX timer's signal: its overrun count.
+    pub fn overrun(&self) -> i32 {
+        self.int_at(20)
+    }
+
+    fn int_at(&self, off: usize) -> i32 {
+        self.raw
+            .get(off..off + 4)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, i32::from_le_bytes)
     }
 }
 
@@ -48,4 +69,9 @@ pub struct PosixTimerEntry {
     pub sigval: u64,
     pub interval_ns: u64,
     pub value_ns: u64,
+    /// Its signal was pending at the dump, with this many overruns (since format 1.3). The
+    /// signal is then not among the saved pending signals: restore makes the timer send it
+    /// again, so that si_overrun and timer_getoverrun(2) report the count.
+    #[serde(default)]
+    pub pending_overrun: Option<u32>,
 }
