@@ -890,3 +890,36 @@ fn process_that_left_the_job_tree_fails_the_checkpoint_by_name() {
     );
     assert!(final_line(&read(&c, "run.out")).is_some());
 }
+
+#[test]
+fn check_reports_what_stasis_run_needs() {
+    let _g = serial();
+    let probes = |o: &Output| -> serde_json::Value { serde_json::from_str(&o.stdout).unwrap() };
+    let ok = |j: &serde_json::Value, name: &str| -> (bool, String) {
+        let p = j
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no probe {name} in {j}"));
+        (p["ok"] == true, p["detail"].as_str().unwrap().to_string())
+    };
+    let root = probes(&run_stasis(&["check", "--json"]));
+    for name in ["cgroup-freezer", "user-namespaces", "time-namespaces"] {
+        let (good, detail) = ok(&root, name);
+        assert!(good, "{name} as root: {detail}");
+    }
+    // An unprivileged user: namespaces yes, a cgroup of its own no (nothing is delegated).
+    let s = stasis();
+    let o = Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .arg(&s)
+        .args(["check", "--json"])
+        .output()
+        .unwrap();
+    let user: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(ok(&user, "user-namespaces").0);
+    assert!(ok(&user, "time-namespaces").0);
+    let (good, detail) = ok(&user, "cgroup-freezer");
+    assert!(!good && detail.contains("delegated"), "{detail}");
+}

@@ -155,23 +155,85 @@ fn uffd_probe() -> Result<String, String> {
 }
 
 fn freezer_probe() -> Result<String, String> {
-    for (path, what) in [
-        (
-            "/sys/fs/cgroup/cgroup.controllers",
-            "cgroup2 at /sys/fs/cgroup",
-        ),
-        (
-            "/sys/fs/cgroup/unified/cgroup.controllers",
-            "cgroup2 at /sys/fs/cgroup/unified",
-        ),
-        ("/sys/fs/cgroup/freezer/freezer.state", "cgroup v1 freezer"),
-        ("/sys/fs/cgroup/freezer/tasks", "cgroup v1 freezer"),
-    ] {
-        if std::path::Path::new(path).exists() {
-            return Ok(what.into());
+    let own = crate::cgroup::own_path().ok_or("no cgroup v2 hierarchy is mounted")?;
+    // What stasis run does: a cgroup of its own below ours, frozen through cgroup.freeze.
+    let probe = own.join(format!("stasis-check-{}", std::process::id()));
+    std::fs::create_dir(&probe).map_err(|err| {
+        format!(
+            "cannot create a cgroup under {} ({err}): stasis run goes without one (a user needs a delegated cgroup)",
+            own.display()
+        )
+    })?;
+    let freeze = probe.join("cgroup.freeze").exists();
+    let _ = std::fs::remove_dir(&probe);
+    if freeze {
+        Ok(format!(
+            "cgroup2: child cgroups of {} can be frozen",
+            own.display()
+        ))
+    } else {
+        Err("cgroup2 has no cgroup.freeze (kernel older than 5.2)".into())
+    }
+}
+
+/// Run `f` in a forked child (namespace changes must not touch us) and report its result.
+fn in_child(f: impl FnOnce() -> Result<String, String>) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let (mut r, mut w) = std::io::pipe().map_err(|err| err.to_string())?;
+    match clone::fork().map_err(|err| format!("fork: {err}"))? {
+        Forked::Child => {
+            drop(r);
+            let msg = match f() {
+                Ok(m) => format!("ok {m}"),
+                Err(m) => format!("err {m}"),
+            };
+            let _ = w.write_all(msg.as_bytes());
+            clone::child_exit(0)
+        }
+        Forked::Parent(child) => {
+            drop(w);
+            let mut msg = String::new();
+            let _ = r.read_to_string(&mut msg);
+            let _ = nix::sys::wait::waitpid(child, None);
+            match msg.split_once(' ') {
+                Some(("ok", m)) => Ok(m.to_string()),
+                Some((_, m)) => Err(m.to_string()),
+                None => Err("the probe process died".into()),
+            }
         }
     }
-    Err("no cgroup2 hierarchy or v1 freezer mounted".into())
+}
+
+fn userns_probe() -> Result<String, String> {
+    in_child(|| {
+        let uid = nix::unistd::geteuid();
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)
+            .map_err(|err| format!("unshare(CLONE_NEWUSER): {err} (user.max_user_namespaces, or a distribution's unprivileged_userns_clone)"))?;
+        std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1\n"))
+            .map_err(|err| format!("writing uid_map: {err}"))?;
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID)
+            .map_err(|err| format!("unshare(CLONE_NEWPID) inside it: {err}"))?;
+        Ok("a user namespace of our own owns a new PID namespace".into())
+    })
+}
+
+fn timens_probe() -> Result<String, String> {
+    in_child(|| {
+        if !nix::unistd::geteuid().is_root() {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)
+                .map_err(|err| format!("unshare(CLONE_NEWUSER): {err}"))?;
+        }
+        nix::sched::unshare(nix::sched::CloneFlags::from_bits_retain(
+            libc::CLONE_NEWTIME,
+        ))
+        .map_err(|err| format!("unshare(CLONE_NEWTIME): {err} (CONFIG_TIME_NS)"))?;
+        std::fs::write(
+            "/proc/self/timens_offsets",
+            "monotonic -5 0\nboottime 7 0\n",
+        )
+        .map_err(|err| format!("writing timens_offsets: {err}"))?;
+        Ok("clock offsets can be set for a job's children".into())
+    })
 }
 
 fn vdso_probe() -> Result<String, String> {
@@ -239,6 +301,16 @@ pub fn check() -> Vec<Probe> {
             "cgroup-freezer",
             "atomic freezing of whole jobs (stasis run)",
             freezer_probe(),
+        ),
+        probe(
+            "user-namespaces",
+            "stasis run without root (rootless)",
+            userns_probe(),
+        ),
+        probe(
+            "time-namespaces",
+            "clocks that continue from the checkpoint (stasis run)",
+            timens_probe(),
         ),
     ]
 }
