@@ -429,7 +429,9 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
                             len: job.len,
                             path: &job.path,
                         };
+                        let t_job = Instant::now();
                         let st = memory::restore_pages(&mut mt, job.vmas, &job.pm, &pages)?;
+                        tracing::debug!(pid = job.pid, bytes = st.bytes, took = ?t_job.elapsed(), since_start = ?t0.elapsed(), "pages written");
                         total.pages += st.pages;
                         total.bytes += st.bytes;
                     }
@@ -454,34 +456,36 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
                     path: &pages_path,
                 };
                 let pin = Pinned::new(pid);
-                let (st, threads) = rebuild(pid, &img, p, pm, &pages, &prep, &mut guard.pids)?;
+                let t_rebuild = Instant::now();
+                let (st, later, threads) =
+                    rebuild(pid, &img, p, pm, &pages, &prep, &mut guard.pids)?;
                 drop(pin);
-                match st {
-                    Some(st) => {
-                        stats.pages += st.pages;
-                        stats.bytes += st.bytes;
+                tracing::debug!(pid = p.pid, written_here = st.map_or(0, |s| s.bytes), took = ?t_rebuild.elapsed(), since_start = ?t0.elapsed(), "process rebuilt");
+                if let Some(st) = st {
+                    stats.pages += st.pages;
+                    stats.bytes += st.bytes;
+                }
+                // A big process is split by page ranges, so that all page threads work on it.
+                for part in split_runs(&later, PAGE_THREADS, SPLIT_ABOVE) {
+                    if part.runs.is_empty() {
+                        continue;
                     }
-                    None => {
-                        // A big process is split by page ranges, so that all page threads
-                        // work on it.
-                        for part in split_runs(pm, PAGE_THREADS, SPLIT_ABOVE) {
-                            let file = pages_file.try_clone().map_err(|source| {
-                                stasis_image::ImageError::Io {
-                                    op: "reopen",
-                                    path: pages_path.clone(),
-                                    source,
-                                }
-                            })?;
-                            let _ = jobs.send(PageJob {
-                                pid: p.pid,
-                                vmas: &p.vmas,
-                                pm: part,
-                                file,
-                                len: pages_len,
+                    let file =
+                        pages_file
+                            .try_clone()
+                            .map_err(|source| stasis_image::ImageError::Io {
+                                op: "reopen",
                                 path: pages_path.clone(),
-                            });
-                        }
-                    }
+                                source,
+                            })?;
+                    let _ = jobs.send(PageJob {
+                        pid: p.pid,
+                        vmas: &p.vmas,
+                        pm: part,
+                        file,
+                        len: pages_len,
+                        path: pages_path.clone(),
+                    });
                 }
                 all_threads.push(pid);
                 all_threads.extend(threads);
@@ -553,6 +557,23 @@ const PAGE_THREADS: usize = 2;
 
 /// Processes with more pages than this are split across the page threads.
 const SPLIT_ABOVE: u64 = 32 << 20;
+
+/// `pm` split in two: the runs inside `ranges` (address ranges), and the others.
+fn split_index(
+    pm: &stasis_image::PageIndexEntry,
+    ranges: &[(u64, u64)],
+) -> (stasis_image::PageIndexEntry, stasis_image::PageIndexEntry) {
+    let (inside, outside): (Vec<_>, Vec<_>) = pm
+        .runs
+        .iter()
+        .partition(|r| ranges.iter().any(|&(s, e)| s <= r.vaddr && r.vaddr < e));
+    let entry = |runs| stasis_image::PageIndexEntry {
+        pid: pm.pid,
+        pages_file: pm.pages_file.clone(),
+        runs,
+    };
+    (entry(inside), entry(outside))
+}
 
 /// `pm` cut into at most `parts` indexes of about equal size (one if it is small).
 fn split_runs(
@@ -807,7 +828,11 @@ fn rebuild(
     pages: &memory::PageSource,
     prep: &Prepared,
     forked: &mut Vec<Pid>,
-) -> Result<(Option<memory::PagesStats>, Vec<Pid>)> {
+) -> Result<(
+    Option<memory::PagesStats>,
+    stasis_image::PageIndexEntry,
+    Vec<Pid>,
+)> {
     let pidn = p.pid;
     ptrace::set_sigmask(child, !0u64).map_err(|source| RestoreError::Skeleton {
         pid: pidn,
@@ -940,23 +965,34 @@ fn rebuild(
             memory::map_vma(&mut t, v, fd)?;
         }
     }
-    // The pages: here, if children forked below must find them, or a read-only shared
-    // mapping must be made read-only after them (both need this thread); otherwise by the
-    // page thread while this one goes on (see restore).
-    let inline = img
-        .processes
-        .iter()
-        .any(|q| q.ppid == pidn && q.vmas.iter().any(|w| !w.cow.is_empty()))
-        || p.vmas.iter().any(memory::mapped_writable_first)
-        // (Seccomp programs are passed through the stack, which the page thread writes.)
-        || !p.seccomp_filters.is_empty();
-    let stats = if inline {
-        let st = memory::restore_pages(&mut t, &p.vmas, pm, pages)?;
-        memory::protect_shared(&mut t, &p.vmas)?;
-        Some(st)
-    } else {
-        None
+    // The pages: here, those children forked below must find (the mappings they share
+    // copy-on-write) and those of read-only shared mappings, which are made read-only after
+    // them (both need this thread); the rest by the page threads while this one goes on
+    // (see restore). Seccomp programs are passed through the stack, which the page threads
+    // write: then everything is written here.
+    let all_here = !p.seccomp_filters.is_empty();
+    let needed = |v: &VmaEntry| {
+        memory::mapped_writable_first(v)
+            || img.processes.iter().any(|q| {
+                q.ppid == pidn
+                    && q.vmas
+                        .iter()
+                        .any(|w| w.cow.iter().any(|&(cs, ce)| cs < v.end && v.start < ce))
+            })
     };
+    let here: Vec<(u64, u64)> = p
+        .vmas
+        .iter()
+        .filter(|v| all_here || needed(v))
+        .map(|v| (v.start, v.end))
+        .collect();
+    let (now, later) = split_index(pm, &here);
+    let stats = if now.runs.is_empty() {
+        None
+    } else {
+        Some(memory::restore_pages(&mut t, &p.vmas, &now, pages)?)
+    };
+    memory::protect_shared(&mut t, &p.vmas)?;
     // A process forked from its restored parent has the parent's exe link already; the
     // kernel refuses to set one while the old file is mapped (it is: kept mappings).
     let exe_now = std::fs::read_link(format!("/proc/{child}/exe")).ok();
@@ -1146,7 +1182,7 @@ fn rebuild(
     for (tid, th) in threads.iter().zip(&p.threads[1..]) {
         thread::restore_cpu(*tid, th, false)?;
     }
-    Ok((stats, threads))
+    Ok((stats, later, threads))
 }
 
 #[cfg(test)]
