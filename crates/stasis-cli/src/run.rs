@@ -166,6 +166,9 @@ pub fn status(a: StatusArgs) -> Result<ExitCode> {
     if let Some(j) = &job {
         println!("job: {}", shell_words(&j.record.command));
         println!("  started in {}", j.record.cwd.display());
+        if let Some(how) = &j.completed {
+            println!("  finished ({how}): a rerun starts it anew");
+        }
     }
     match (&supervisor, &status) {
         (Some(pid), Some(s)) => println!("supervisor: running (pid {pid}); job {}", s.state),

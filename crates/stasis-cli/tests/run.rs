@@ -404,6 +404,20 @@ fn checkpoint_on_request_status_and_retention() {
         "{}",
         o.stderr
     );
+    // The job finished: running the same command again runs it again, from the start, not
+    // from one of its checkpoints.
+    let mut front = start(&c, &images, &[], &job, "again.out");
+    assert_eq!(finish(&mut front, Duration::from_secs(60)), 0);
+    let err = read(&c, "again.out.err");
+    assert!(
+        err.contains("previous run finished") && !err.contains("resumed"),
+        "{err}"
+    );
+    assert_eq!(first_step(&c, "again.out"), 1);
+    assert_eq!(
+        final_line(&read(&c, "again.out")).as_deref(),
+        Some(want.as_str())
+    );
 }
 
 #[test]

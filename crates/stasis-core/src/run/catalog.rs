@@ -58,6 +58,10 @@ pub struct JobFile {
     pub record: JobRecord,
     #[serde(default)]
     pub first_seq: u64,
+    /// Set when the job ended by itself (how): its checkpoints are then history, and the
+    /// next run starts it anew.
+    #[serde(default)]
+    pub completed: Option<String>,
 }
 
 /// One checkpoint, as the supervisor saw it being taken.

@@ -536,10 +536,27 @@ impl Supervisor {
             }
         }
         self.clear_namespace();
+        if !crashed {
+            // The job is done: a rerun must not resume it from a checkpoint of this run.
+            self.mark_completed(&text);
+        }
         self.status.exit = Some(text);
         self.set_state("exited");
         self.answer_waiters(Err("the job has ended".into()));
         Some(code)
+    }
+
+    fn mark_completed(&mut self, how: &str) {
+        let done = self.catalog.job().ok().flatten().map(|mut j| {
+            j.completed = Some(how.to_string());
+            j.first_seq = self.catalog.next_dir().map_or(u64::MAX, |(n, _)| n);
+            j
+        });
+        if let Some(j) = done {
+            if let Err(e) = self.catalog.set_job(&j) {
+                tracing::warn!("cannot record that the job finished: {}", chain(&e));
+            }
+        }
     }
 
     /// Kill whatever is left in the namespace but us (the job's orphans, a worker) and reap it.

@@ -116,8 +116,11 @@ pub fn run(opts: &RunOptions) -> Result<i32, RunError> {
                 cwd: job.record.cwd,
             })
         }
-        Some(job) if !opts.fresh => job.first_seq,
-        _ => {
+        Some(job) if !opts.fresh && job.completed.is_none() => job.first_seq,
+        previous => {
+            if let Some(how) = previous.and_then(|j| j.completed) {
+                eprintln!("stasis run: the job's previous run finished ({how}); starting it anew");
+            }
             // A fresh start: older checkpoints in the directory are not this job's.
             let first_seq = catalog.next_dir()?.0;
             catalog.set_job(&catalog::JobFile {
@@ -127,6 +130,7 @@ pub fn run(opts: &RunOptions) -> Result<i32, RunError> {
                     started_unix: catalog::now_unix(),
                 },
                 first_seq,
+                completed: None,
             })?;
             first_seq
         }
