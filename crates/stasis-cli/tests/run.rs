@@ -361,7 +361,8 @@ fn crashed_job_is_restored_from_its_newest_checkpoint() {
 fn checkpoint_on_request_status_and_retention() {
     let _g = serial();
     let c = Case::new();
-    let images = c.path("images");
+    // A long path: the control socket's address must still fit.
+    let images = c.path(&format!("images-{}", "x".repeat(120)));
     let want = expected(&c, 8);
     let job = job(&c, 8, "work.log");
     let mut front = start(&c, &images, &["--keep", "2"], &job, "run.out");

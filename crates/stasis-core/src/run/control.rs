@@ -42,10 +42,34 @@ pub enum ControlError {
     BadReply { dir: PathBuf, line: String },
 }
 
+/// Run `f` with a name for `path` that fits a unix socket address (108 bytes): the path
+/// itself if it is short enough, else the same file reached through an O_PATH descriptor of
+/// its directory (/proc/self/fd/N/NAME), so an images directory may be anywhere.
+fn short<T>(path: &Path, f: impl FnOnce(&Path) -> std::io::Result<T>) -> std::io::Result<T> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.as_os_str().as_bytes().len() < 100 {
+        return f(path);
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return f(path);
+    };
+    let d = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(dir)?;
+    let via = Path::new(&format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&d)
+    ))
+    .join(name);
+    f(&via)
+}
+
 /// Listen on `path` (replacing a socket left by a supervisor that died).
 pub fn listen(path: &Path) -> std::io::Result<UnixListener> {
     let _ = std::fs::remove_file(path);
-    let l = UnixListener::bind(path)?;
+    let l = short(path, |p| UnixListener::bind(p))?;
     l.set_nonblocking(true)?;
     Ok(l)
 }
@@ -88,11 +112,12 @@ pub fn answer(mut s: UnixStream, r: &Reply) {
 /// Ask the supervisor of `dir` for a checkpoint and wait (up to `timeout`) for it.
 pub fn request_checkpoint(dir: &Path, timeout: Duration) -> Result<Reply, ControlError> {
     let path = dir.join("control");
-    let mut s = UnixStream::connect(&path).map_err(|source| ControlError::NotRunning {
-        dir: dir.to_path_buf(),
-        path: path.clone(),
-        source,
-    })?;
+    let mut s =
+        short(&path, |p| UnixStream::connect(p)).map_err(|source| ControlError::NotRunning {
+            dir: dir.to_path_buf(),
+            path: path.clone(),
+            source,
+        })?;
     let io = |source| ControlError::Io {
         dir: dir.to_path_buf(),
         source,
