@@ -591,15 +591,7 @@ fn collect(
     let pin = Pinned::new(state.pid);
     let mut outside = Vec::new();
     for th in &mut state.threads {
-        let o = thread::dump_outside(th.tid)?;
-        th.sigmask = Some(o.sigmask);
-        // Keep every signal queued while we drive the threads (see tracee.rs).
-        ptrace::set_sigmask(th.tid, !0u64).map_err(|source| TraceeError::Ptrace {
-            pid: th.tid.as_raw(),
-            step: "SETSIGMASK",
-            source,
-        })?;
-        outside.push(o);
+        outside.push(thread::dump_outside(th.tid)?);
     }
     let mut info = process::dump(&src, pid)?;
     info.entry.stopped = state.stopped;
@@ -663,6 +655,17 @@ fn collect(
         file: "timers",
         source,
     })?;
+    // Keep every signal queued while we drive the threads (see tracee.rs). Blocked only now,
+    // right before the first remote syscall, and given back right after the last one
+    // (release_cpu below): if stasis dies outside that window, the threads run on untouched.
+    for (th, o) in state.threads.iter_mut().zip(&outside) {
+        th.sigmask = Some(o.sigmask);
+        ptrace::set_sigmask(th.tid, !0u64).map_err(|source| TraceeError::Ptrace {
+            pid: th.tid.as_raw(),
+            step: "SETSIGMASK",
+            source,
+        })?;
+    }
     let s = Scratch::map(t, 0)?;
     let inside = (|| -> Result<_, TraceeError> {
         let acts = signal::dump_sigactions(t, s)?;
