@@ -222,7 +222,7 @@ pub fn status(a: StatusArgs) -> Result<ExitCode> {
     }
     println!("checkpoints ({}):", ckpts.len());
     for c in &ckpts {
-        let name = c.dir.file_name().unwrap_or_default().to_string_lossy();
+        let name = c.name();
         match &c.record {
             Some(r) => println!(
                 "  {name}  {}  {:>9.1} MiB  dump {:.3} s  frozen {:.3} s  ({})",

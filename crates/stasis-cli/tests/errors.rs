@@ -114,23 +114,12 @@ fn dump_into_nonempty_dir_is_refused_and_process_runs_on() {
     still_fine(pid, child);
 }
 
-#[test]
-fn unsupported_fd_fails_cleanly_naming_the_fd() {
-    let _g = serial();
-    let c = Case::new();
-    let pf = c.path("pidfile");
-    let script = format!(
-        "import socket, os, time, signal, sys\n\
-         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-         fd = s.fileno()\n\
-         signal.signal(signal.SIGUSR2, lambda *a: sys.exit(7))\n\
-         open('{pf}.tmp', 'w').write(f'{{os.getpid()}}\\n'); os.rename('{pf}.tmp', '{pf}')\n\
-         print('fd', fd, flush=True)\n\
-         while True: time.sleep(0.05)\n",
-        pf = pf.display()
-    );
-    let mut child = spawn(&c, &["python3", "-c", &script], "out");
-    let pid = wait_pidfile(&pf, &mut child);
+/// Start a python3 `script` (it writes the case's pidfile and prints `fd N`), dump it with
+/// --kill, and check the dump failed (status 1) leaving no image and the process running:
+/// the process, its pid, the fd it printed and the dump's output.
+fn refused_python_dump(c: &Case, script: &str) -> (std::process::Child, i32, i32, Output) {
+    let mut child = spawn(c, &["python3", "-c", script], "out");
+    let pid = wait_pidfile(&c.path("pidfile"), &mut child);
     std::thread::sleep(Duration::from_millis(100));
     let fd: i32 = std::fs::read_to_string(c.path("out"))
         .unwrap()
@@ -148,15 +137,34 @@ fn unsupported_fd_fails_cleanly_naming_the_fd() {
         "--kill",
     ]);
     assert_eq!(o.status.code(), Some(1));
+    assert!(!c.image().exists(), "a failed dump left an image");
+    no_leftovers(&c.image());
+    assert!(alive(pid));
+    (child, pid, fd, o)
+}
+
+#[test]
+fn unsupported_fd_fails_cleanly_naming_the_fd() {
+    let _g = serial();
+    let c = Case::new();
+    let pf = c.path("pidfile");
+    let script = format!(
+        "import socket, os, time, signal, sys\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         fd = s.fileno()\n\
+         signal.signal(signal.SIGUSR2, lambda *a: sys.exit(7))\n\
+         open('{pf}.tmp', 'w').write(f'{{os.getpid()}}\\n'); os.rename('{pf}.tmp', '{pf}')\n\
+         print('fd', fd, flush=True)\n\
+         while True: time.sleep(0.05)\n",
+        pf = pf.display()
+    );
+    let (mut child, pid, fd, o) = refused_python_dump(&c, &script);
     assert!(
         o.stderr.contains(&format!("pid {pid} fd {fd}: socket:["))
             && o.stderr.contains("not supported"),
         "{}",
         o.stderr
     );
-    assert!(!c.image().exists(), "a failed dump left an image");
-    no_leftovers(&c.image());
-    assert!(alive(pid));
     signal(pid, libc::SIGUSR2);
     let st = wait_timeout(&mut child, Duration::from_secs(20));
     assert_eq!(st.code(), Some(7), "the process did not run on normally");
@@ -186,34 +194,13 @@ fn fd_in_flight_over_a_unix_socket_is_refused_and_left_intact() {
          while True: time.sleep(0.05)\n",
         pf = pf.display()
     );
-    let mut child = spawn(&c, &["python3", "-c", &script], "out");
-    let pid = wait_pidfile(&pf, &mut child);
-    std::thread::sleep(Duration::from_millis(100));
-    let fd: i32 = std::fs::read_to_string(c.path("out"))
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let o = run_stasis(&[
-        "dump",
-        "--pid",
-        &pid.to_string(),
-        "--dir",
-        c.image().to_str().unwrap(),
-        "--kill",
-    ]);
-    assert_eq!(o.status.code(), Some(1));
+    let (mut child, pid, fd, o) = refused_python_dump(&c, &script);
     assert!(
         o.stderr.contains(&format!("pid {pid} fd {fd}: socket:["))
             && o.stderr.contains("SCM_RIGHTS"),
         "{}",
         o.stderr
     );
-    assert!(!c.image().exists(), "a failed dump left an image");
-    no_leftovers(&c.image());
-    assert!(alive(pid));
     signal(pid, libc::SIGUSR2);
     let st = wait_timeout(&mut child, Duration::from_secs(20));
     assert_eq!(

@@ -101,6 +101,19 @@ fn steps_done(c: &Case, out: &str) -> usize {
         .count()
 }
 
+/// Wait until the job has printed `n` steps into `out`.
+fn wait_steps(c: &Case, out: &str, n: usize, limit: Duration) {
+    wait_until("the job to run", limit, || steps_done(c, out) >= n);
+}
+
+/// Whether a dump's staging directory is left in `images`.
+fn staging_left(images: &Path) -> bool {
+    std::fs::read_dir(images)
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+}
+
 fn first_step(c: &Case, out: &str) -> u32 {
     read(c, out)
         .lines()
@@ -366,9 +379,7 @@ fn checkpoint_on_request_status_and_retention() {
     let want = expected(&c, 8);
     let job = job(&c, 8, "work.log");
     let mut front = start(&c, &images, &["--keep", "2"], &job, "run.out");
-    wait_until("the job to run", Duration::from_secs(30), || {
-        steps_done(&c, "run.out") >= 2
-    });
+    wait_steps(&c, "run.out", 2, Duration::from_secs(30));
     let mut taken = Vec::new();
     for _ in 0..4 {
         let o = run_stasis(&["checkpoint", images.to_str().unwrap(), "--json"]);
@@ -470,9 +481,7 @@ fn exit_status_bad_command_and_another_job() {
     // A directory a running supervisor holds is refused, naming it.
     let busy = c.path("busy");
     let mut front = start(&c, &busy, &[], &job(&c, 8, "work.log"), "busy.out");
-    wait_until("the job to run", Duration::from_secs(30), || {
-        steps_done(&c, "busy.out") >= 1
-    });
+    wait_steps(&c, "busy.out", 1, Duration::from_secs(30));
     let o = run_stasis(&["run", "--images", busy.to_str().unwrap(), "--", "true"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
@@ -592,12 +601,7 @@ fn stasis_killed_during_a_periodic_dump_leaves_the_job_running_and_the_last_chec
     wait_until(
         "the partial checkpoint to be removed",
         Duration::from_secs(5),
-        || {
-            !std::fs::read_dir(&images)
-                .unwrap()
-                .flatten()
-                .any(|e| e.file_name().to_string_lossy().contains(".tmp-"))
-        },
+        || !staging_left(&images),
     );
     let st = status_json(&images);
     assert!(
@@ -668,9 +672,7 @@ fn full_disk_fails_the_dump_cleanly() {
         &job,
         "run1.out",
     );
-    wait_until("the job to run", Duration::from_secs(30), || {
-        steps_done(&c, "run1.out") >= 2
-    });
+    wait_steps(&c, "run1.out", 2, Duration::from_secs(30));
     let o = run_stasis(&["checkpoint", images.to_str().unwrap()]);
     assert!(o.status.success(), "{}", o.stderr);
     let first = checkpoints(&images);
@@ -685,10 +687,7 @@ fn full_disk_fails_the_dump_cleanly() {
     assert_eq!(checkpoints(&images), first);
     let o = run_stasis(&["show", images.join(&first[0]).to_str().unwrap()]);
     assert!(o.status.success());
-    assert!(!std::fs::read_dir(&images)
-        .unwrap()
-        .flatten()
-        .any(|e| e.file_name().to_string_lossy().contains(".tmp-")));
+    assert!(!staging_left(&images));
     kill_everything(&mut front);
     let mut front = start(&c, &images, &[], &job, "run2.out");
     assert_eq!(
@@ -783,9 +782,7 @@ fn automatic_interval_follows_the_measured_checkpoint_cost() {
         &job,
         "run.out",
     );
-    wait_until("the job to run", Duration::from_secs(30), || {
-        steps_done(&c, "run.out") >= 1
-    });
+    wait_steps(&c, "run.out", 1, Duration::from_secs(30));
     // Before any checkpoint: Daly's interval for the assumed 1 s cost and a 4 s MTBF.
     let st = status_json(&images);
     let reason = st["status"]["interval_reason"]
@@ -852,9 +849,7 @@ fn final_checkpoint_cut_short_by_the_grace_period() {
     let images = c.path("images");
     let job = job(&c, 64, "work.log");
     let mut front = start(&c, &images, &["--grace", "1ms"], &job, "run.out");
-    wait_until("the job to run", Duration::from_secs(30), || {
-        steps_done(&c, "run.out") >= 2
-    });
+    wait_steps(&c, "run.out", 2, Duration::from_secs(30));
     let job_pid = under_init(&front, "run_job").unwrap();
     signal(front.id() as i32, libc::SIGTERM);
     assert_eq!(finish(&mut front, Duration::from_secs(30)), 75);
@@ -886,9 +881,7 @@ fn process_that_left_the_job_tree_fails_the_checkpoint_by_name() {
         format!("(sleep 60 &); exec {inner}"),
     ];
     let mut front = start(&c, &images, &["--restart", "never"], &job, "run.out");
-    wait_until("the job to run", Duration::from_secs(30), || {
-        steps_done(&c, "run.out") >= 2
-    });
+    wait_steps(&c, "run.out", 2, Duration::from_secs(30));
     let o = run_stasis(&["checkpoint", images.to_str().unwrap()]);
     assert!(!o.status.success());
     assert!(

@@ -11,6 +11,8 @@
 //! them the test fails with a message saying so: it never skips. The cluster is always stopped
 //! (tests/slurm/down.sh, from a Drop guard), also when an assertion fails.
 
+mod common;
+use common::stasis;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -25,10 +27,6 @@ const PACKAGES: &str =
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn stasis() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_stasis"))
 }
 
 /// Run `argv` under coreutils' `timeout` (SIGKILL after `secs`), capturing its output.

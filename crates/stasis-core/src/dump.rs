@@ -128,61 +128,41 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpReport> {
     let (stats, flushes) = match written {
         Ok(w) => w,
         Err(e) => {
-            table.leave_repair();
-            for p in &mut tree {
-                p.release(true);
-            }
+            give_back(&mut tree, &mut table);
             return Err(e);
         }
     };
-    if !opts.kill {
-        // Every byte of the image is written (to the page cache), so it describes the tree
-        // as it is now: the tree runs on while the bytes reach the disk. If that fails, the
-        // tree still runs as before and the staging directory is removed.
+    // Without --kill, every byte of the image is written (to the page cache), so it
+    // describes the tree as it is now: the tree runs on while the bytes reach the disk. If
+    // that fails, the tree still runs as before and the staging directory is removed.
+    let released = (!opts.kill).then(|| {
         let frozen_for = t_frozen.elapsed();
-        table.leave_repair();
-        for p in &mut tree {
-            p.release(true);
-        }
-        for f in flushes {
-            let _ = f.join();
-        }
-        let dir = LocalStore.put(staging)?;
-        tracing::debug!(pid, took = ?t0.elapsed(), "image durable");
-        return Ok(DumpReport {
-            pid,
-            dir,
-            processes: tree.len(),
-            pages: stats.pages,
-            page_bytes: stats.bytes,
-            stored_bytes: stats.stored,
-            frozen: frozen_for,
-            total: t0.elapsed(),
-            killed: false,
-        });
-    }
-    // --kill: the tree stays frozen until the image is durable, then dies.
+        give_back(&mut tree, &mut table);
+        frozen_for
+    });
     for f in flushes {
         let _ = f.join();
     }
-    let dir = match LocalStore.put(staging) {
-        Ok(dir) => dir,
-        Err(e) => {
-            table.leave_repair();
-            for p in &mut tree {
-                p.release(true);
+    let put = LocalStore.put(staging);
+    if released.is_none() && put.is_err() {
+        give_back(&mut tree, &mut table);
+    }
+    let dir = put?;
+    tracing::debug!(pid, took = ?t0.elapsed(), "image durable");
+    let frozen_for = match released {
+        Some(f) => f,
+        None => {
+            // --kill: the tree stayed frozen until the image was durable; now it dies.
+            // Repaired TCP sockets die in repair mode: the peers see nothing.
+            let f = t_frozen.elapsed();
+            kill_tree(&tree)?;
+            drop(table);
+            for p in &tree {
+                wait_gone(p.pid.as_raw(), Duration::from_secs(10));
             }
-            return Err(e.into());
+            f
         }
     };
-    tracing::debug!(pid, took = ?t0.elapsed(), "image durable");
-    let frozen_for = t_frozen.elapsed();
-    // Repaired TCP sockets die in repair mode: the peers see nothing.
-    kill_tree(&tree)?;
-    drop(table);
-    for p in &tree {
-        wait_gone(p.pid.as_raw(), Duration::from_secs(10));
-    }
     Ok(DumpReport {
         pid,
         dir,
@@ -192,8 +172,15 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpReport> {
         stored_bytes: stats.stored,
         frozen: frozen_for,
         total: t0.elapsed(),
-        killed: true,
+        killed: opts.kill,
     })
+}
+
+/// Let the tree run on as it was: TCP sockets out of repair mode, registers, masks and
+/// ptrace given back.
+fn give_back(tree: &mut [Seized], table: &mut files::FileTable) {
+    table.leave_repair();
+    release_all(tree);
 }
 
 /// Seize every process of the tree below `root`, parents before children. A process is
@@ -673,20 +660,11 @@ fn collect(
         let mut posix_timers = signal::dump_posix_timers(t, s, &posix)?;
         if !posix_timers.is_empty() {
             // Pending timer signals become timer state (their overrun counts).
-            let (first, rest) = outside.split_first_mut().expect("the leader is seized");
-            signal::take_timer_signals(
-                t,
-                s,
-                pid,
-                pid,
-                &mut first.pending,
-                &mut shared_pending,
-                &mut posix_timers,
-            )?;
-            for (o, out) in others.iter_mut().zip(rest.iter_mut()) {
-                let tid = o.pid();
+            let threads = std::iter::once(&mut *t).chain(others.iter_mut());
+            for (tr, out) in threads.zip(outside.iter_mut()) {
+                let tid = tr.pid();
                 signal::take_timer_signals(
-                    o,
+                    tr,
                     s,
                     pid,
                     tid,

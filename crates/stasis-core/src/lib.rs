@@ -17,3 +17,16 @@ pub mod tracee;
 pub use dump::{dump, DumpError, DumpOptions, DumpReport};
 pub use restore::{restore, RestoreError, RestoreOptions, Restored};
 pub use stasis_sys::clone::{default_sigpipe, forward_signals};
+
+/// An error and its sources on one line, `outer: cause: root cause` (for messages that cross
+/// a process boundary, where the error value itself cannot).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}

@@ -91,13 +91,7 @@ fn init(opts: &RestoreOptions, mut report: std::io::PipeWriter) -> ! {
     let root = match restore(opts) {
         Ok(r) => r.pid,
         Err(e) => {
-            let mut msg = e.to_string();
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                msg.push_str(": ");
-                msg.push_str(&s.to_string());
-                src = s.source();
-            }
+            let msg = crate::error_chain(&e);
             let _ = writeln!(report, "err {msg}");
             clone::child_exit(1);
         }

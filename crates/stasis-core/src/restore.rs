@@ -558,6 +558,25 @@ const PAGE_THREADS: usize = 2;
 /// Processes with more pages than this are split across the page threads.
 const SPLIT_ABOVE: u64 = 32 << 20;
 
+/// Whether process `q` (a child) keeps pages of the parent's mapping `v` copy-on-write.
+fn shares_cow(q: &stasis_image::ProcessEntry, v: &VmaEntry) -> bool {
+    q.vmas
+        .iter()
+        .any(|w| w.cow.iter().any(|&(cs, ce)| cs < v.end && v.start < ce))
+}
+
+/// The index `pm` with only `runs` (same process, same page file).
+fn index_part(
+    pm: &stasis_image::PageIndexEntry,
+    runs: Vec<stasis_image::PageRun>,
+) -> stasis_image::PageIndexEntry {
+    stasis_image::PageIndexEntry {
+        pid: pm.pid,
+        pages_file: pm.pages_file.clone(),
+        runs,
+    }
+}
+
 /// `pm` split in two: the runs inside `ranges` (address ranges), and the others.
 fn split_index(
     pm: &stasis_image::PageIndexEntry,
@@ -567,12 +586,7 @@ fn split_index(
         .runs
         .iter()
         .partition(|r| ranges.iter().any(|&(s, e)| s <= r.vaddr && r.vaddr < e));
-    let entry = |runs| stasis_image::PageIndexEntry {
-        pid: pm.pid,
-        pages_file: pm.pages_file.clone(),
-        runs,
-    };
-    (entry(inside), entry(outside))
+    (index_part(pm, inside), index_part(pm, outside))
 }
 
 /// `pm` cut into at most `parts` indexes of about equal size (one if it is small).
@@ -587,11 +601,7 @@ fn split_runs(
     }
     let share = total.div_ceil(parts as u64);
     let mut out = Vec::new();
-    let empty = || stasis_image::PageIndexEntry {
-        pid: pm.pid,
-        pages_file: pm.pages_file.clone(),
-        runs: Vec::new(),
-    };
+    let empty = || index_part(pm, Vec::new());
     let mut cur = empty();
     let mut bytes = 0;
     for r in &pm.runs {
@@ -608,24 +618,24 @@ fn split_runs(
     out
 }
 
-/// The helper with PID `pid` (forked from `t` and running `nr(args)` once, the first time it
-/// is asked for).
+/// The helper with PID `pid` (forked from `t` and running `nr()` once, the first time it is
+/// asked for: setsid or setpgid(0, 0), which take no arguments that are not 0).
 fn helper<'h>(
     t: &mut PtraceTracee,
     s: Scratch,
     pid: i32,
-    name: &'static str,
-    nr: i64,
-    args: [u64; 6],
+    (name, nr): (&'static str, i64),
     helpers: &'h mut Vec<PtraceTracee>,
+    forked: &mut Vec<Pid>,
 ) -> Result<&'h mut PtraceTracee> {
     if let Some(i) = helpers.iter().position(|h| h.pid() == pid) {
         return Ok(&mut helpers[i]);
     }
     let h = fork_child(t, s, pid, &[])?;
+    forked.push(h);
     let mut ht = PtraceTracee::new(h)?;
     ht.set_gadget(t.gadget());
-    ht.syscall(name, nr, args)?;
+    ht.syscall(name, nr, [0; 6])?;
     helpers.push(ht);
     Ok(helpers.last_mut().expect("just pushed"))
 }
@@ -971,15 +981,10 @@ fn rebuild(
     // (see restore). Seccomp programs are passed through the stack, which the page threads
     // write: then everything is written here.
     let all_here = !p.seccomp_filters.is_empty();
-    let needed = |v: &VmaEntry| {
-        memory::mapped_writable_first(v)
-            || img.processes.iter().any(|q| {
-                q.ppid == pidn
-                    && q.vmas
-                        .iter()
-                        .any(|w| w.cow.iter().any(|&(cs, ce)| cs < v.end && v.start < ce))
-            })
-    };
+    let kids: Vec<&stasis_image::ProcessEntry> =
+        img.processes.iter().filter(|q| q.ppid == pidn).collect();
+    let needed =
+        |v: &VmaEntry| memory::mapped_writable_first(v) || kids.iter().any(|q| shares_cow(q, v));
     let here: Vec<(u64, u64)> = p
         .vmas
         .iter()
@@ -1008,7 +1013,7 @@ fn rebuild(
     // The children, forked now: they start with this memory (sharing what they shared with
     // it at dump time), this session and process group, and the parked fds.
     let mut helpers: Vec<PtraceTracee> = Vec::new();
-    for q in img.processes.iter().filter(|q| q.ppid == pidn) {
+    for q in kids {
         // Big private mappings the child does not share are kept out of it (MADV_DONTFORK
         // for the fork): copying their page tables only for the child to unmap them would
         // cost more than the fork itself.
@@ -1018,10 +1023,7 @@ fn rebuild(
             .filter(|v| {
                 matches!(v.kind, VmaKind::Anon | VmaKind::FilePrivate)
                     && v.len() >= 1 << 20
-                    && !q
-                        .vmas
-                        .iter()
-                        .any(|w| !w.cow.is_empty() && w.start < v.end && v.start < w.end)
+                    && !shares_cow(q, v)
             })
             .collect();
         // A session or process group whose leader has exited cannot be made after the fact
@@ -1041,34 +1043,24 @@ fn rebuild(
                 &mut t,
                 s,
                 q.sid,
-                "setsid",
-                libc::SYS_setsid,
-                [0; 6],
+                ("setsid", libc::SYS_setsid),
                 &mut helpers,
+                forked,
             )?;
-            let hp = Pid::from_raw(h.pid());
-            if !forked.contains(&hp) {
-                forked.push(hp);
-            }
             let kid = fork_child(h, s, q.pid, &skip)?;
             forked.push(kid);
         } else {
             let kid = fork_child(&mut t, s, q.pid, &skip)?;
             forked.push(kid);
             if lost_group {
-                let h = helper(
+                helper(
                     &mut t,
                     s,
                     q.pgid,
-                    "setpgid",
-                    libc::SYS_setpgid,
-                    [0; 6],
+                    ("setpgid", libc::SYS_setpgid),
                     &mut helpers,
+                    forked,
                 )?;
-                let hp = Pid::from_raw(h.pid());
-                if !forked.contains(&hp) {
-                    forked.push(hp);
-                }
                 t.syscall(
                     "setpgid (into a group whose leader exited)",
                     libc::SYS_setpgid,

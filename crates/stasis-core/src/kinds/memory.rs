@@ -417,7 +417,7 @@ fn shared_with_parent(
     ranges
 }
 
-/// In a mapping kept from the restored parent (see [`mark_cow`]), drop every page that is
+/// In a mapping kept from the restored parent (see [`CowPlan::mark`]), drop every page that is
 /// not one the two share (MADV_DONTNEED: anonymous pages read zero again, private file pages
 /// the file), so that only the process's own saved pages, written next, and the shared ones
 /// remain.

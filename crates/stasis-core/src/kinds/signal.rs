@@ -229,14 +229,7 @@ pub fn dump_posix_timers(
     use stasis_procfs::timers::Notify;
     let mut out = Vec::new();
     for pt in timers {
-        t.syscall(
-            "timer_gettime",
-            libc::SYS_timer_gettime,
-            [pt.id as u64, s.addr, 0, 0, 0, 0],
-        )?;
-        let mut raw = [0u8; 32];
-        t.read_mem(s.addr, &mut raw)?;
-        let w = bytes_to_words(&raw);
+        let (interval_ns, value_ns) = timer_time(t, s, pt.id)?;
         let (notify, tid) = match pt.notify {
             Notify::Signal => (libc::SIGEV_SIGNAL, 0),
             Notify::None => (libc::SIGEV_NONE, 0),
@@ -249,13 +242,26 @@ pub fn dump_posix_timers(
             tid,
             signo: pt.signo,
             sigval: pt.sigval,
-            interval_ns: w[0] * 1_000_000_000 + w[1],
-            value_ns: w[2] * 1_000_000_000 + w[3],
+            interval_ns,
+            value_ns,
             pending_overrun: None,
         });
     }
     out.sort_by_key(|e| e.id);
     Ok(out)
+}
+
+/// timer_gettime of timer `id`: its period and time left, in nanoseconds.
+fn timer_time(t: &mut impl Tracee, s: Scratch, id: i32) -> Result<(u64, u64), TraceeError> {
+    t.syscall(
+        "timer_gettime",
+        libc::SYS_timer_gettime,
+        [id as u64, s.at(4096 + 640), 0, 0, 0, 0],
+    )?;
+    let mut raw = [0u8; 32];
+    t.read_mem(s.at(4096 + 640), &mut raw)?;
+    let w = bytes_to_words(&raw);
+    Ok((w[0] * 1_000_000_000 + w[1], w[2] * 1_000_000_000 + w[3]))
 }
 
 /// Recreate POSIX timers with their ids. The kernel hands out ids in sequence, so gaps are
@@ -317,7 +323,7 @@ pub fn restore_posix_timers(
     // A timer whose signal was pending sends it again now, with its overruns.
     for pt in timers {
         if let Some(n) = pt.pending_overrun {
-            resend(t, s, pt.id, pt.clock, pt.value_ns, pt.interval_ns, n)?;
+            resend(t, s, pt, n)?;
         }
     }
     for f in fillers {
@@ -334,25 +340,23 @@ pub fn restore_posix_timers(
 const SI_TIMER: i32 = -2;
 const TIMER_ABSTIME: u64 = 1;
 
-/// Make timer `id` send its signal now as if it had been pending with `overrun` overruns,
-/// its next expiry `value_ns` from now: armed (absolute time) to have expired `overrun` + 1
+/// Make timer `pt` send its signal now as if it had been pending with `overrun` overruns,
+/// its next expiry `pt.value_ns` from now: armed (absolute time) to have expired `overrun` + 1
 /// periods before that, it fires at once; when the signal is delivered the kernel forwards
 /// the timer over the missed periods and reports them as the overrun (si_overrun and
 /// timer_getoverrun), and the timer goes on at its old phase. A one-shot timer just fires.
 fn resend(
     t: &mut impl Tracee,
     s: Scratch,
-    id: i32,
-    clock: i32,
-    value_ns: u64,
-    interval_ns: u64,
+    pt: &PosixTimerEntry,
     overrun: u32,
 ) -> Result<(), TraceeError> {
+    let (interval_ns, value_ns) = (pt.interval_ns, pt.value_ns);
     // The timer's clock as the process sees it (its time namespace may shift it).
     t.syscall(
         "clock_gettime",
         libc::SYS_clock_gettime,
-        [clock as u64, s.at(4096 + 192), 0, 0, 0, 0],
+        [pt.clock as u64, s.at(4096 + 192), 0, 0, 0, 0],
     )?;
     let mut raw = [0u8; 16];
     t.read_mem(s.at(4096 + 192), &mut raw)?;
@@ -375,7 +379,7 @@ fn resend(
     t.syscall(
         "timer_settime (resend)",
         libc::SYS_timer_settime,
-        [id as u64, TIMER_ABSTIME, s.at(4096 + 128), 0, 0, 0],
+        [pt.id as u64, TIMER_ABSTIME, s.at(4096 + 128), 0, 0, 0],
     )?;
     Ok(())
 }
@@ -388,9 +392,8 @@ fn resend(
 /// making the timer send it again with the same overrun, the others by re-queueing them. The
 /// process is left with the same pending signals it had.
 ///
-/// `timers` holds the process's timers; those this thread is not the one to handle (a
-/// thread-directed one of another thread, or process-directed ones when `t` is not the
-/// leader) are skipped by the caller's choice of `for_thread`.
+/// `timers` holds the process's timers; this thread handles those directed at it, and the
+/// process-directed ones when it is the leader.
 pub fn take_timer_signals(
     t: &mut impl Tracee,
     s: Scratch,
@@ -457,18 +460,8 @@ pub fn take_timer_signals(
                     let n = si.overrun().max(0) as u32;
                     pt.pending_overrun = Some(n);
                     // Its time left, after the delivery re-armed it.
-                    t.syscall(
-                        "timer_gettime",
-                        libc::SYS_timer_gettime,
-                        [pt.id as u64, s.at(4096 + 640), 0, 0, 0, 0],
-                    )?;
-                    let mut raw = [0u8; 32];
-                    t.read_mem(s.at(4096 + 640), &mut raw)?;
-                    let w = bytes_to_words(&raw);
-                    let value = w[2] * 1_000_000_000 + w[3];
-                    let interval = w[0] * 1_000_000_000 + w[1];
-                    pt.value_ns = value;
-                    resend(t, s, pt.id, pt.clock, value, interval, n)?;
+                    pt.value_ns = timer_time(t, s, pt.id)?.1;
+                    resend(t, s, pt, n)?;
                 }
                 None => {
                     let target = if *was_private { Some(tid) } else { None };

@@ -97,6 +97,21 @@ pub struct Checkpoint {
     pub record: Option<CheckpointRecord>,
 }
 
+impl Checkpoint {
+    /// Its directory's name (`ckpt-NNNNNN`).
+    pub fn name(&self) -> String {
+        file_name(&self.dir)
+    }
+}
+
+/// The last component of `p`, as text.
+pub fn file_name(p: &Path) -> String {
+    p.file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// The images directory of one job.
 #[derive(Debug, Clone)]
 pub struct Catalog {
@@ -282,7 +297,7 @@ impl Catalog {
     pub fn prune(&self, keep: usize, current: &str) -> Result<()> {
         let keep = keep.max(1);
         for (i, c) in self.checkpoints()?.into_iter().enumerate() {
-            let name = c.dir.file_name().unwrap_or_default().to_string_lossy();
+            let name = c.name();
             if i < keep || name == current {
                 continue;
             }

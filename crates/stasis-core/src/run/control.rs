@@ -21,6 +21,23 @@ pub struct Reply {
     pub error: Option<String>,
 }
 
+impl From<Result<super::catalog::CheckpointRecord, String>> for Reply {
+    fn from(r: Result<super::catalog::CheckpointRecord, String>) -> Reply {
+        match r {
+            Ok(rec) => Reply {
+                ok: true,
+                checkpoint: Some(rec),
+                error: None,
+            },
+            Err(e) => Reply {
+                ok: false,
+                checkpoint: None,
+                error: Some(e),
+            },
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
     #[error("no stasis run is supervising {dir} (nothing listens on {path}); start the job with stasis run --images {dir}")]
@@ -85,11 +102,7 @@ pub fn accept(l: &UnixListener) -> Option<UnixStream> {
     if line.trim() == "checkpoint" {
         Some(s)
     } else {
-        let r = Reply {
-            ok: false,
-            checkpoint: None,
-            error: Some(format!("unknown request {:?}", line.trim())),
-        };
+        let r = Reply::from(Err(format!("unknown request {:?}", line.trim())));
         let _ = writeln!(
             s,
             "{}",

@@ -10,7 +10,8 @@ use super::catalog::{self, Catalog, CheckpointRecord, RunStatus};
 use super::control;
 use super::interval::Scheduler;
 use super::{RestartPolicy, RunOptions, EXIT_FAILED, EXIT_PREEMPTED};
-use nix::sys::signal::{SigSet, Signal};
+use crate::error_chain;
+use nix::sys::signal::Signal;
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -82,17 +83,6 @@ pub fn main(cx: InitCx) -> i32 {
     }
 }
 
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
-    msg
-}
-
 fn clock_ns(id: nix::time::ClockId) -> Option<i128> {
     nix::time::clock_gettime(id)
         .ok()
@@ -141,11 +131,11 @@ impl Supervisor {
         }
         // After --fresh, the job's first checkpoint number is past every existing one, so
         // there is nothing to resume.
-        let resume = s.candidates().into_iter().next();
+        let candidates = s.candidates();
         if s.opts.time_ns {
-            s.enter_time_ns(resume.as_ref().and_then(|c| c.record.as_ref()));
+            s.enter_time_ns(candidates.first().and_then(|c| c.record.as_ref()));
         }
-        s.resume_or_start()?;
+        s.resume_or_start(&candidates)?;
         Ok(s)
     }
 
@@ -211,16 +201,10 @@ impl Supervisor {
     }
 
     /// Resume from the newest checkpoint that restores, or start the job if there is none.
-    fn resume_or_start(&mut self) -> Result<(), String> {
-        let candidates = self.candidates();
+    fn resume_or_start(&mut self, candidates: &[catalog::Checkpoint]) -> Result<(), String> {
         let mut failures = Vec::new();
-        for c in &candidates {
-            let name = c
-                .dir
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
+        for c in candidates {
+            let name = c.name();
             self.set_state("restoring");
             match self
                 .in_job_cgroup(|| crate::restore(&crate::RestoreOptions { dir: c.dir.clone() }))
@@ -238,7 +222,7 @@ impl Supervisor {
                     return Ok(());
                 }
                 Err(e) => {
-                    let msg = format!("{name}: {}", chain(&e));
+                    let msg = format!("{name}: {}", error_chain(&e));
                     eprintln!("stasis run: warning: skipping checkpoint {msg}");
                     failures.push(msg);
                 }
@@ -336,24 +320,13 @@ impl Supervisor {
             catalog::now_unix_f64() + t.saturating_duration_since(Instant::now()).as_secs_f64()
         });
         if let Err(e) = self.catalog.set_status(&self.status) {
-            tracing::warn!("cannot update the status file: {}", chain(&e));
+            tracing::warn!("cannot update the status file: {}", error_chain(&e));
         }
-    }
-
-    fn signal_mask(&self) -> SigSet {
-        let mut mask = SigSet::empty();
-        for s in super::relayed_signals(&self.opts) {
-            if let Ok(sig) = Signal::try_from(s) {
-                mask.add(sig);
-            }
-        }
-        mask.add(Signal::SIGCHLD);
-        mask
     }
 
     fn run(&mut self) -> i32 {
         let mut sfd = match SignalFd::with_flags(
-            &self.signal_mask(),
+            &super::signal_mask(&self.opts),
             SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
         ) {
             Ok(s) => s,
@@ -382,20 +355,9 @@ impl Supervisor {
     fn step(&mut self, sfd: &mut SignalFd, listener: Option<&UnixListener>) -> Option<i32> {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         let now = Instant::now();
-        let mut deadline: Option<Instant> = None;
-        for d in [
-            if self.worker.is_none() {
-                self.next_due
-            } else {
-                None
-            },
-            self.preempt_deadline,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            deadline = Some(deadline.map_or(d, |x: Instant| x.min(d)));
-        }
+        // A periodic checkpoint is not due while one is under way.
+        let due = self.next_due.filter(|_| self.worker.is_none());
+        let deadline = [due, self.preempt_deadline].into_iter().flatten().min();
         let timeout = match deadline {
             None => PollTimeout::NONE,
             Some(d) => {
@@ -529,7 +491,7 @@ impl Supervisor {
                 );
                 self.status.restarts += 1;
                 self.clear_namespace();
-                match self.resume_or_start() {
+                match self.resume_or_start(&self.candidates()) {
                     Ok(()) => return None,
                     Err(e) => return Some(self.fail(e)),
                 }
@@ -554,7 +516,7 @@ impl Supervisor {
         });
         if let Some(j) = done {
             if let Err(e) = self.catalog.set_job(&j) {
-                tracing::warn!("cannot record that the job finished: {}", chain(&e));
+                tracing::warn!("cannot record that the job finished: {}", error_chain(&e));
             }
         }
     }
@@ -579,16 +541,12 @@ impl Supervisor {
             Err(e) => {
                 self.dump_failed(
                     reason,
-                    format!("cannot choose a checkpoint name: {}", chain(&e)),
+                    format!("cannot choose a checkpoint name: {}", error_chain(&e)),
                 );
                 return;
             }
         };
-        let name = dir
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
+        let name = catalog::file_name(&dir);
         // Orphans of the job (children of ours other than the job) would be missed by a
         // dump of the job's tree: refuse rather than save an incomplete job.
         if let Some(stray) = self.orphans(job) {
@@ -677,11 +635,11 @@ impl Supervisor {
                     boottime_ns: r.boottime_ns,
                 };
                 if let Err(e) = self.catalog.commit(&rec, self.opts.keep) {
-                    self.status.last_error = Some(chain(&e));
+                    self.status.last_error = Some(error_chain(&e));
                     tracing::warn!(
                         "checkpoint {} taken but not recorded: {}",
                         rec.name,
-                        chain(&e)
+                        error_chain(&e)
                     );
                 }
                 self.sched.measured(Duration::from_secs_f64(r.frozen_secs));
@@ -739,18 +697,7 @@ impl Supervisor {
     }
 
     fn answer_waiters(&mut self, r: Result<CheckpointRecord, String>) {
-        let reply = match r {
-            Ok(rec) => control::Reply {
-                ok: true,
-                checkpoint: Some(rec),
-                error: None,
-            },
-            Err(e) => control::Reply {
-                ok: false,
-                checkpoint: None,
-                error: Some(e),
-            },
-        };
+        let reply = control::Reply::from(r);
         for w in self.waiters.drain(..) {
             control::answer(w, &reply);
         }
@@ -771,13 +718,7 @@ impl Supervisor {
         self.clear_namespace();
         self.job = None;
         self.status.job_pid = None;
-        let newest = self.candidates().into_iter().next().map(|c| {
-            c.dir
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned()
-        });
+        let newest = self.candidates().first().map(|c| c.name());
         let text = match (&newest, final_taken) {
             (Some(n), true) => {
                 format!("preempted: checkpointed to {n}; rerun the same command to resume")
@@ -822,7 +763,7 @@ fn worker_main(opts: crate::DumpOptions, name: String, out: OwnedFd) -> ! {
         Err(e) => WorkerResult {
             ok: false,
             name,
-            error: Some(chain(&e)),
+            error: Some(error_chain(&e)),
             page_bytes: 0,
             dump_secs: 0.0,
             frozen_secs: 0.0,

@@ -101,7 +101,7 @@ pub enum RunError {
 /// Run `opts.command` under supervision; returns the exit status for the caller (the job's
 /// own status, [`EXIT_PREEMPTED`] or [`EXIT_FAILED`]).
 pub fn run(opts: &RunOptions) -> Result<i32, RunError> {
-    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+    use nix::sys::signal::{SigSet, SigmaskHow};
     if opts.command.is_empty() {
         return Err(RunError::NoCommand);
     }
@@ -141,13 +141,7 @@ pub fn run(opts: &RunOptions) -> Result<i32, RunError> {
     }
     // Signals are read from a signalfd by both the front and the init: block them before the
     // fork so none is lost in between.
-    let mut mask = SigSet::empty();
-    for s in relayed_signals(opts) {
-        if let Ok(sig) = Signal::try_from(s) {
-            mask.add(sig);
-        }
-    }
-    mask.add(Signal::SIGCHLD);
+    let mask = signal_mask(opts);
     let mut old = SigSet::empty();
     nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut old)).map_err(
         |source| RunError::Start {
@@ -201,6 +195,19 @@ fn relayed_signals(opts: &RunOptions) -> Vec<i32> {
         }
     }
     v
+}
+
+/// What the front and the init read from their signalfd: the relayed signals and SIGCHLD.
+fn signal_mask(opts: &RunOptions) -> nix::sys::signal::SigSet {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut mask = SigSet::empty();
+    for s in relayed_signals(opts) {
+        if let Ok(sig) = Signal::try_from(s) {
+            mask.add(sig);
+        }
+    }
+    mask.add(Signal::SIGCHLD);
+    mask
 }
 
 /// The front's life: relay signals to the init until it exits, then exit as it did.
