@@ -63,6 +63,69 @@ struct DumpArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    criu: CriuArgs,
+}
+
+/// Options with CRIU's names and meaning, so that scripts and test suites written for CRIU run
+/// unchanged. Each is accepted by dump and restore alike, as CRIU does.
+#[derive(clap::Args, Clone, Default)]
+#[command(next_help_heading = "CRIU-compatible options")]
+struct CriuArgs {
+    /// Save file locks (flock, POSIX, OFD); without it a process holding one is refused, as
+    /// with CRIU (a lock may guard a file that processes outside the tree share).
+    #[arg(long)]
+    file_locks: bool,
+    /// Deleted files may be linked back instead of copied (stasis copies their contents;
+    /// accepted for CRIU's scripts).
+    #[arg(long)]
+    link_remap: bool,
+    /// Save and restore the tree's cgroup membership (MODE: soft, full, strict, ignore, none).
+    #[arg(long, value_name = "MODE", num_args = 0..=1, default_missing_value = "soft")]
+    manage_cgroups: Option<String>,
+    /// Where the tree's cgroups go on restore ([CONTROLLER:]PATH).
+    #[arg(long, value_name = "[CTRL:]PATH")]
+    cgroup_root: Vec<String>,
+    /// The largest deleted file whose contents a dump saves, counting data, not holes (as
+    /// CRIU: 1M by default; `--ghost-limit 0` for no limit).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "1M")]
+    ghost_limit: u64,
+    /// Save deleted files' holes as holes (the default: stasis always keeps holes).
+    #[arg(long)]
+    ghost_fiemap: bool,
+    /// Save deleted files' holes as data.
+    #[arg(long)]
+    no_ghost_fiemap: bool,
+    /// Allow unix sockets connected to something outside the tree.
+    #[arg(long)]
+    ext_unix_sk: bool,
+    /// Restore established TCP connections closed.
+    #[arg(long)]
+    tcp_close: bool,
+    /// Leave out TCP connections not yet accepted.
+    #[arg(long)]
+    skip_in_flight: bool,
+    /// How the network is locked while the tree is down (iptables or nftables).
+    #[arg(long, value_name = "TOOL")]
+    network_lock: Option<String>,
+    /// Join an existing namespace on restore (net:PATH).
+    #[arg(long, value_name = "NS:PATH")]
+    join_ns: Vec<String>,
+}
+
+/// A size with an optional K, M or G suffix (powers of 1024).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mul) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&t[..i], 1u64 << 10),
+        Some((i, 'm' | 'M')) => (&t[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&t[..i], 1 << 30),
+        _ => (t, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mul))
+        .ok_or_else(|| format!("{s:?} is not a size (a number with an optional K, M or G)"))
 }
 
 #[derive(clap::Args)]
@@ -83,6 +146,16 @@ struct RestoreArgs {
     /// Print the summary as JSON (on stderr, since stdout belongs to the restored process).
     #[arg(long)]
     json: bool,
+    /// Hand the restore command's fd N to the restored tree in place of the file it had at
+    /// dump time under NAME, as /proc/PID/fd showed it (`fd[3]:pipe:[1234]`,
+    /// `fd[4]:/var/log/job.log`); `stasis show` lists the names. Repeatable.
+    #[arg(long, value_name = "fd[N]:NAME")]
+    inherit_fd: Vec<stasis::InheritFd>,
+    /// Accepted for CRIU's scripts: restore rebuilds every connection the image holds.
+    #[arg(long)]
+    tcp_established: bool,
+    #[command(flatten)]
+    criu: CriuArgs,
 }
 
 #[derive(clap::Args)]
@@ -154,6 +227,8 @@ fn dump(a: DumpArgs) -> Result<ExitCode> {
         compress: a.compress,
         tcp_established: a.tcp_established,
         cgroup: None,
+        ghost_limit: (a.criu.ghost_limit > 0).then_some(a.criu.ghost_limit),
+        file_locks: a.criu.file_locks,
     })
     .with_context(|| format!("dump of pid {} failed; the process was left running", a.pid))?;
     if a.json {
@@ -180,7 +255,11 @@ fn restore(a: RestoreArgs) -> Result<ExitCode> {
     if a.pid_ns {
         return restore_pid_ns(a);
     }
-    let r = stasis::restore(&stasis::RestoreOptions { dir: a.dir.clone() }).with_context(|| {
+    let r = stasis::restore(&stasis::RestoreOptions {
+        dir: a.dir.clone(),
+        inherit: a.inherit_fd.clone(),
+    })
+    .with_context(|| {
         format!(
             "restore of {} failed; the image is untouched",
             a.dir.display()
@@ -232,13 +311,16 @@ fn write_pidfile(p: &std::path::Path, pid: i32) -> Result<()> {
 }
 
 fn restore_pid_ns(a: RestoreArgs) -> Result<ExitCode> {
-    let r = stasis::pidns::restore_in_new_pid_ns(&stasis::RestoreOptions { dir: a.dir.clone() })
-        .with_context(|| {
-            format!(
-                "restore of {} into a new PID namespace failed; the image is untouched",
-                a.dir.display()
-            )
-        })?;
+    let r = stasis::pidns::restore_in_new_pid_ns(&stasis::RestoreOptions {
+        dir: a.dir.clone(),
+        inherit: a.inherit_fd.clone(),
+    })
+    .with_context(|| {
+        format!(
+            "restore of {} into a new PID namespace failed; the image is untouched",
+            a.dir.display()
+        )
+    })?;
     if let Some(p) = &a.pidfile {
         write_pidfile(p, r.root)?;
     }
@@ -371,77 +453,7 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
         println!("  fds:");
         for fd in &p.fds {
             let f = img.files.files.iter().find(|f| f.id == fd.file_id);
-            let what = match f.map(|f| &f.kind) {
-                Some(stasis_image::FileKindEntry::Path { path, .. }) => path.clone(),
-                Some(stasis_image::FileKindEntry::Deleted { path, content, .. }) => {
-                    format!("{path} (deleted, {} bytes saved)", content.len)
-                }
-                Some(stasis_image::FileKindEntry::Memfd { name, content, .. }) => {
-                    format!("memfd:{name} ({} bytes saved)", content.len)
-                }
-                Some(stasis_image::FileKindEntry::Pipe { pipe_id, data, .. }) => format!(
-                    "pipe:[{pipe_id}] ({} bytes buffered)",
-                    data.as_ref().map_or(0, |d| d.len)
-                ),
-                Some(stasis_image::FileKindEntry::Eventfd { count, semaphore }) => {
-                    format!(
-                        "eventfd (count {count}{})",
-                        if *semaphore { ", semaphore" } else { "" }
-                    )
-                }
-                Some(stasis_image::FileKindEntry::Timerfd {
-                    clockid,
-                    value_ns,
-                    interval_ns,
-                    ..
-                }) => format!(
-                    "timerfd (clock {clockid}, next in {value_ns} ns, every {interval_ns} ns)"
-                ),
-                Some(stasis_image::FileKindEntry::Signalfd { mask }) => {
-                    format!("signalfd (mask {mask:#x})")
-                }
-                Some(stasis_image::FileKindEntry::Epoll { items }) => {
-                    format!("epoll ({} registrations)", items.len())
-                }
-                Some(stasis_image::FileKindEntry::Inotify { watches }) => {
-                    format!("inotify ({} watches)", watches.len())
-                }
-                Some(stasis_image::FileKindEntry::UnixSocket {
-                    ino,
-                    state,
-                    name,
-                    peer,
-                    queue,
-                    ..
-                }) => format!(
-                    "unix socket {ino} (state {state}, name {:?}, peer {peer}, {} bytes queued)",
-                    name.as_deref().map(String::from_utf8_lossy),
-                    queue.as_ref().map_or(0, |q| q.len)
-                ),
-                Some(stasis_image::FileKindEntry::TcpListen { addr, port, .. }) => {
-                    format!("TCP listener {addr:?} port {port}")
-                }
-                Some(stasis_image::FileKindEntry::Fifo { path, data, .. }) => {
-                    format!(
-                        "{path} (FIFO, {} bytes buffered)",
-                        data.as_ref().map_or(0, |d| d.len)
-                    )
-                }
-                Some(stasis_image::FileKindEntry::Pty { index, master, .. }) => {
-                    format!("pty {index} ({})", if *master { "master" } else { "slave" })
-                }
-                Some(stasis_image::FileKindEntry::TcpEstablished {
-                    local_port,
-                    remote_port,
-                    ..
-                }) => {
-                    format!("TCP connection port {local_port} -> {remote_port} (repair)")
-                }
-                Some(stasis_image::FileKindEntry::External { what }) => {
-                    format!("{what} (external: the restore command's own)")
-                }
-                None => "?".into(),
-            };
+            let what = f.map_or_else(|| "?".into(), |f| f.kind.describe());
             println!(
                 "    {:>4} {:<40} flags {:o} pos {}{}",
                 fd.fd,

@@ -228,7 +228,7 @@ fn restore_detach_returns_and_process_runs_on_its_own() {
         std::fs::read_to_string(&rpid).unwrap().trim(),
         pid.to_string()
     );
-    // It runs on after the restore command is gone, printing into the restore's stdout.
+    // It runs on after the restore command is gone, printing into its own output file.
     std::thread::sleep(Duration::from_millis(300));
     signal(pid, libc::SIGUSR2);
     let t = std::time::Instant::now();
@@ -239,12 +239,9 @@ fn restore_detach_returns_and_process_runs_on_its_own() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let after = std::fs::read_to_string(c.path("after.out")).unwrap();
+    let after = after_output(&c);
     assert!(after.contains("tick") && after.contains("done"), "{after}");
-    assert_continuous(
-        &std::fs::read_to_string(c.path("before.out")).unwrap(),
-        &after,
-    );
+    assert_continuous(&until_dump(&c, "before.out"), &after);
 }
 
 /// The state letter of /proc/PID/stat.
@@ -293,7 +290,7 @@ fn stopped_process_comes_back_stopped() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(proc_state(pid), 'T', "the restored process is not stopped");
     assert_eq!(
-        std::fs::read_to_string(c.path("after.out")).unwrap(),
+        after_output(&c),
         "",
         "the restored process ran while it should be stopped"
     );
@@ -302,12 +299,9 @@ fn stopped_process_comes_back_stopped() {
     signal(pid, libc::SIGUSR2);
     let st = wait_timeout(&mut r, Duration::from_secs(20));
     assert!(st.success(), "restore: {st}");
-    let after = std::fs::read_to_string(c.path("after.out")).unwrap();
+    let after = after_output(&c);
     assert!(after.contains("tick") && after.contains("done"), "{after}");
-    assert_continuous(
-        &std::fs::read_to_string(c.path("before.out")).unwrap(),
-        &after,
-    );
+    assert_continuous(&until_dump(&c, "before.out"), &after);
 }
 
 #[test]
@@ -488,7 +482,7 @@ fn copy_on_write_memory_stays_shared_after_restore() {
     );
     signal(pid, libc::SIGUSR2);
     let st = wait_timeout(&mut r, Duration::from_secs(60));
-    let out = std::fs::read_to_string(c.path("after.out")).unwrap();
+    let out = after_output(&c);
     assert!(st.success() && !out.contains("FAIL"), "{st}\n{out}");
     assert!(out.contains("ok child2-region"), "{out}");
 }
@@ -542,7 +536,7 @@ fn tcp_connection_inside_the_process() {
     std::thread::sleep(Duration::from_millis(200));
     signal(pid, libc::SIGUSR2);
     let st = wait_timeout(&mut r, Duration::from_secs(30));
-    let out = std::fs::read_to_string(c.path("after.out")).unwrap();
+    let out = after_output(&c);
     assert!(
         st.success() && !out.contains("FAIL") && out.contains("ok ping-pong"),
         "{st}\n{out}\n{}",
@@ -602,7 +596,7 @@ fn tcp_connection_to_an_outside_peer() {
     );
     (&conn).write_all(b"reply\n").unwrap();
     let st = wait_timeout(&mut r, Duration::from_secs(30));
-    let out = std::fs::read_to_string(c.path("after.out")).unwrap();
+    let out = after_output(&c);
     assert!(
         st.success() && out.contains("got reply"),
         "{st}\n{out}\n{}",
@@ -765,7 +759,17 @@ fn fifo_with_bytes_in_flight() {
 #[test]
 fn file_locks_are_held_again() {
     let _g = serial();
-    let r = workload("locks", &[]);
+    let bin = build("locks", &[], "locks");
+    let c = Case::new();
+    let r = cycle(
+        &c,
+        &[bin.to_str().unwrap()],
+        CycleOpts {
+            dump_args: &["--file-locks"],
+            ..CycleOpts::default()
+        },
+    );
+    r.assert_ok();
     assert!(
         r.after.contains("ok posix-lock") && r.after.contains("ok flock"),
         "{}",
@@ -840,7 +844,7 @@ fn pid_ns_restore_beside_the_running_original() {
     assert!(wait_timeout(&mut r, Duration::from_secs(20)).success());
     signal(pid, libc::SIGUSR2);
     assert!(wait_timeout(&mut child, Duration::from_secs(20)).success());
-    let after = std::fs::read_to_string(c.path("after.out")).unwrap();
+    let after = after_output(&c);
     assert!(after.contains("tick") && after.contains("done"), "{after}");
 }
 
@@ -853,4 +857,60 @@ fn pty_owned_by_the_process() {
         "{}",
         r.after
     );
+}
+
+/// A job whose stdin, stdout and stderr are files of its own (a FIFO, a log opened O_APPEND,
+/// another file) gets them back as those files, whatever the restore command's own stdio is:
+/// its output after the restore continues in its log, not in the restore command's stdout.
+#[test]
+fn stdio_files_are_restored_as_the_files_they_were() {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _g = serial();
+    let bin = build("stdio", &[], "stdio");
+    let c = Case::new();
+    let fifo = c.path("in.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    // Our end of the FIFO, kept open across the dump and the restore.
+    let mut writer = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&fifo)
+        .unwrap();
+    std::fs::write(c.path("before.out"), "# the log has history\n").unwrap();
+    let pf = c.path("pidfile");
+    let mut child = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(r#"exec <"$1" >>"$2" 2>"$3"; shift 3; exec "$@""#)
+        .arg("wl")
+        .args([&fifo, &c.path("before.out"), &c.path("before.out.err")])
+        .arg(&bin)
+        .arg(&pf)
+        .spawn()
+        .unwrap();
+    let pid = wait_pidfile(&pf, &mut child);
+    dump_kill(&c, pid, child);
+    let (mut r, restored) = restore_in_background(&c);
+    assert_eq!(restored, pid);
+    writer.write_all(b"after-restore\n").unwrap();
+    signal(pid, libc::SIGUSR2);
+    let st = wait_timeout(&mut r, Duration::from_secs(20));
+    let log = std::fs::read_to_string(c.path("before.out")).unwrap();
+    let after = since_dump(&c, "before.out");
+    assert!(
+        st.success() && after.contains("ok stdin-reads-the-fifo") && !after.contains("FAIL"),
+        "{st}\n--- log\n{log}\n--- restore's stderr\n{}",
+        std::fs::read_to_string(c.path("after.err")).unwrap_or_default()
+    );
+    assert!(
+        log.starts_with("# the log has history\n# started\n"),
+        "{log}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(c.path("after.out")).unwrap(),
+        "",
+        "the job's output went to the restore command's stdout"
+    );
+    assert!(since_dump(&c, "before.out.err").contains("stderr-after-restore"));
 }

@@ -161,7 +161,7 @@ fn unsupported_fd_fails_cleanly_naming_the_fd() {
     let (mut child, pid, fd, o) = refused_python_dump(&c, &script);
     assert!(
         o.stderr.contains(&format!("pid {pid} fd {fd}: socket:["))
-            && o.stderr.contains("not supported"),
+            && o.stderr.contains("cannot be saved"),
         "{}",
         o.stderr
     );
@@ -602,6 +602,45 @@ fn sysv_segment_still_attached_is_refused_then_restored() {
     std::thread::sleep(Duration::from_millis(200));
     signal(pid, libc::SIGUSR2);
     let st = wait_timeout(&mut r, Duration::from_secs(20));
-    let out = std::fs::read_to_string(c.path("after.out")).unwrap();
+    let out = after_output(&c);
     assert!(st.success() && !out.contains("FAIL"), "{st}\n{out}");
+}
+
+/// As with CRIU, file locks are saved only with --file-locks (a lock may guard a file shared
+/// with processes outside the tree): without it the dump is refused naming the lock, and the
+/// process runs on still holding its locks.
+#[test]
+fn file_locks_without_file_locks_are_refused_and_left_held() {
+    let _g = serial();
+    let c = Case::new();
+    let bin = build("locks", &[], "locks");
+    let (mut child, pid) = start_workload(&c, &bin);
+    std::thread::sleep(Duration::from_millis(200));
+    let o = run_stasis(&[
+        "dump",
+        "--pid",
+        &pid.to_string(),
+        "--dir",
+        c.image().to_str().unwrap(),
+        "--kill",
+    ]);
+    assert!(
+        !o.status.success(),
+        "a dump of locks without --file-locks succeeded"
+    );
+    assert!(
+        o.stderr.contains(&format!("pid {pid} fd ")) && o.stderr.contains("--file-locks"),
+        "{}",
+        o.stderr
+    );
+    assert!(!c.image().exists(), "a failed dump left an image");
+    no_leftovers(&c.image());
+    assert!(alive(pid));
+    signal(pid, libc::SIGUSR2);
+    let st = wait_timeout(&mut child, Duration::from_secs(20));
+    let out = std::fs::read_to_string(c.path("before.out")).unwrap();
+    assert!(
+        st.success() && out.contains("ok posix-lock") && !out.contains("FAIL"),
+        "{st}: {out}"
+    );
 }

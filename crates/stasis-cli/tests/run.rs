@@ -272,6 +272,43 @@ fn job_resumes_after_supervisor_and_job_are_killed() {
     );
 }
 
+/// A multi-threaded job resumes with all its threads: in the rerun's fresh PID namespace the
+/// job is pid 2 and its threads 3, 4...; nothing of stasis may take those numbers first (the
+/// restorer's own page threads did).
+#[test]
+fn threaded_job_resumes_with_every_thread() {
+    let _g = serial();
+    let c = Case::new();
+    let want = expected(&c, 4);
+    let images = c.path("images");
+    let mut job = job(&c, 4, "work.log");
+    job.push("4".into());
+    let mut front = start(&c, &images, &["--every", "300ms"], &job, "run1.out");
+    wait_until("a checkpoint", Duration::from_secs(30), || {
+        !checkpoints(&images).is_empty()
+    });
+    kill_everything(&mut front);
+    let mut front = start(&c, &images, &[], &job, "run2.out");
+    assert_eq!(
+        finish(&mut front, Duration::from_secs(60)),
+        0,
+        "{}",
+        read(&c, "run2.out.err")
+    );
+    let out2 = read(&c, "run2.out");
+    assert!(
+        read(&c, "run2.out.err").contains("resumed from ckpt-"),
+        "{}",
+        read(&c, "run2.out.err")
+    );
+    assert!(
+        first_step(&c, "run2.out") > 1,
+        "the rerun started over:\n{out2}"
+    );
+    assert_eq!(final_line(&out2).as_deref(), Some(want.as_str()), "{out2}");
+    assert!(out2.contains("threads 4 ticking"), "{out2}");
+}
+
 #[test]
 fn preemption_signal_takes_a_final_checkpoint_and_exits_75() {
     let _g = serial();

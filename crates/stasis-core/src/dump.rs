@@ -35,6 +35,12 @@ pub struct DumpOptions {
     /// process can fork or leave between the tree walk and the seize, and checked to hold
     /// nothing outside the tree.
     pub cgroup: Option<PathBuf>,
+    /// The largest deleted file whose contents the dump saves (`--ghost-limit`, counting
+    /// data, not holes); a larger one fails the dump. None: no limit.
+    pub ghost_limit: Option<u64>,
+    /// Save file locks (`--file-locks`); without it a process holding one fails the dump, as
+    /// with CRIU (a lock may guard a file shared with processes outside the tree).
+    pub file_locks: bool,
 }
 
 /// What a dump did.
@@ -85,6 +91,10 @@ pub enum DumpError {
         #[source]
         source: stasis_sys::Errno,
     },
+    #[error("pid {pid} thread {tid} has a SIGTRAP pending: it cannot be told apart from the traps of the tracer, so it cannot be saved; let the process take it, then dump again")]
+    PendingTrap { pid: i32, tid: i32 },
+    #[error("pid {pid} made a time namespace for its children ({ns}) that none of them has entered yet: stasis cannot save it")]
+    TimensForChildren { pid: i32, ns: String },
     #[error("pid {pid}: the image is durable but killing the process failed")]
     Kill {
         pid: i32,
@@ -123,6 +133,8 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpReport> {
     tracing::debug!(pid, processes = tree.len(), took = ?t0.elapsed(), "frozen");
     let mut table = files::FileTable::default();
     table.tcp_established = opts.tcp_established;
+    table.ghost_limit = opts.ghost_limit;
+    table.file_locks = opts.file_locks;
     let written = write_image(&mut tree, staging.dir(), opts.compress, &mut table);
     tracing::debug!(pid, took = ?t0.elapsed(), "image written");
     let (stats, flushes) = match written {
@@ -353,6 +365,7 @@ fn write_image(
         total.stored += stats.stored;
         xfeatures |= xf;
     }
+    table.settle_stdio(dir);
     stasis_image::write_record_file(
         dir,
         Image::FILES,
@@ -559,6 +572,38 @@ impl Seized {
     }
 }
 
+/// State the kernel does not let a tracer save: a pending SIGTRAP (indistinguishable from
+/// ptrace's own) and a time namespace made for children that no child has entered.
+fn refuse_unsavable(
+    pid: i32,
+    state: &Seized,
+    outside: &[thread::ThreadOutside],
+    shared: &[SiginfoEntry],
+) -> Result<()> {
+    let is_trap = |raw: &[u8]| raw.get(..4) == Some(&libc::SIGTRAP.to_ne_bytes()[..]);
+    for (th, o) in state.threads.iter().zip(outside) {
+        if o.pending.iter().any(|s| is_trap(&s.raw)) {
+            return Err(DumpError::PendingTrap {
+                pid,
+                tid: th.tid.as_raw(),
+            });
+        }
+    }
+    if shared.iter().any(|s| is_trap(&s.raw)) {
+        return Err(DumpError::PendingTrap { pid, tid: pid });
+    }
+    let ns = |n: &str| std::fs::read_link(format!("/proc/{pid}/ns/{n}")).ok();
+    if let (Some(own), Some(kids)) = (ns("time"), ns("time_for_children")) {
+        if own != kids {
+            return Err(DumpError::TimensForChildren {
+                pid,
+                ns: kids.to_string_lossy().into_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// A page file being flushed in the background.
 type Flushing = std::thread::JoinHandle<std::io::Result<()>>;
 
@@ -612,6 +657,7 @@ fn collect(
         .into_iter()
         .map(|raw| SiginfoEntry { raw: raw.to_vec() })
         .collect();
+    refuse_unsavable(pid, state, &outside, &shared_pending)?;
 
     let mut tracees = Vec::new();
     for th in &mut state.threads {

@@ -15,6 +15,7 @@ pub mod scratch;
 pub mod tracee;
 
 pub use dump::{dump, DumpError, DumpOptions, DumpReport};
+pub use kinds::files::InheritFd;
 pub use restore::{restore, RestoreError, RestoreOptions, Restored};
 pub use stasis_sys::clone::{default_sigpipe, forward_signals};
 

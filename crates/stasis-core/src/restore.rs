@@ -22,6 +22,18 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
     pub dir: PathBuf,
+    /// Descriptors of the caller that stand in for files of the image (`--inherit-fd`).
+    pub inherit: Vec<files::InheritFd>,
+}
+
+impl RestoreOptions {
+    /// Restore `dir` with nothing handed in.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        RestoreOptions {
+            dir: dir.into(),
+            inherit: Vec::new(),
+        }
+    }
 }
 
 /// A restored process, running; it is a child of the calling process.
@@ -90,7 +102,9 @@ type Result<T, E = RestoreError> = std::result::Result<T, E>;
 /// others from their parent skeleton, which forks them before it changes anything. Each
 /// process then dup3()s its own fds from these, so descriptions shared across processes stay
 /// shared.
-struct Prepared {
+struct Prepared<'a> {
+    /// The files' opening state, kept for their finishing step.
+    files: files::OpenCx<'a>,
     base: i32,
     /// Per pid: (source fd, target fd, cloexec).
     place: HashMap<i32, Vec<(i32, i32, bool)>>,
@@ -100,15 +114,13 @@ struct Prepared {
     by_id: HashMap<u32, i32>,
     /// Shared anonymous memory objects by shmem id.
     shmem: HashMap<u64, i32>,
-    /// Parked TCP connections still in repair mode.
-    tcp_repair: Vec<i32>,
     /// Per pid: working directory and executable.
     cwd: HashMap<i32, i32>,
     exe: HashMap<i32, i32>,
     _owned: Vec<OwnedFd>,
 }
 
-fn prepare(img: &Image) -> Result<Prepared> {
+fn prepare<'a>(img: &'a Image, inherit: &'a [files::InheritFd]) -> Result<Prepared<'a>> {
     let base = img
         .processes
         .iter()
@@ -136,16 +148,8 @@ fn prepare(img: &Image) -> Result<Prepared> {
     };
     let mut owned = Vec::new();
     let mut by_id: HashMap<u32, i32> = HashMap::new();
-    let mut cx = files::OpenCx {
-        dir: &img.dir,
-        pipes: HashMap::new(),
-        unix_peers: HashMap::new(),
-        fifos: HashMap::new(),
-        ptys: HashMap::new(),
-        all: &img.files.files,
-    };
+    let mut cx = files::OpenCx::new(&img.dir, &img.files.files, inherit);
     let mut place = HashMap::new();
-    let mut tcp_repair = Vec::new();
     let mut maps = HashMap::new();
     let mut cwd = HashMap::new();
     let mut exe = HashMap::new();
@@ -168,15 +172,9 @@ fn prepare(img: &Image) -> Result<Prepared> {
                                 fd.fd, p.pid, fd.file_id
                             ),
                         })?;
-                    let f = files::open(&mut cx, entry, fd.fd)?;
-                    files::lock::take_on_file(entry.id, &f, &entry.locks)?;
+                    cx.fd = fd.fd;
+                    let f = files::open(&mut cx, entry)?;
                     let s = park(p.pid, f, &mut owned)?;
-                    if matches!(
-                        entry.kind,
-                        stasis_image::FileKindEntry::TcpEstablished { .. }
-                    ) {
-                        tcp_repair.push(s);
-                    }
                     by_id.insert(fd.file_id, s);
                     s
                 }
@@ -200,7 +198,8 @@ fn prepare(img: &Image) -> Result<Prepared> {
                     ),
                 }
             })?;
-            let f = files::open(&mut cx, entry, -1)?;
+            cx.fd = -1;
+            let f = files::open(&mut cx, entry)?;
             by_id.insert(id, park(p.pid, f, &mut owned)?);
         }
         for v in &p.vmas {
@@ -270,12 +269,12 @@ fn prepare(img: &Image) -> Result<Prepared> {
         shmem.insert(id, park(img.processes[0].pid, fd, &mut owned)?);
     }
     Ok(Prepared {
+        files: cx,
         base,
         place,
         maps,
         by_id,
         shmem,
-        tcp_repair,
         cwd,
         exe,
         _owned: owned,
@@ -329,7 +328,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
             });
         }
     }
-    let prep = prepare(&img)?;
+    let mut prep = prepare(&img, &opts.inherit)?;
     let segments = sysvshm::Segments::recreate(&img)?;
 
     // The root skeleton, forked from us with the saved PID.
@@ -415,8 +414,13 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     let (jobs, queue) = std::sync::mpsc::channel::<PageJob>();
     let queue = std::sync::Mutex::new(queue);
     let queue = &queue;
+    // As the init of the tree's PID namespace (stasis run, --pid-ns), our own threads take
+    // numbers in it, and would take the tree's saved TIDs: the page threads then start only
+    // once every process and thread of the tree exists.
+    let late_pagers = nix::unistd::getpid().as_raw() == 1;
     std::thread::scope(|sc| -> Result<()> {
-        let pagers: Vec<_> = (0..PAGE_THREADS)
+        let spawn_pagers = || -> Vec<_> {
+            (0..PAGE_THREADS)
             .map(|_| {
                 sc.spawn(move || -> Result<memory::PagesStats> {
                     let mut total = memory::PagesStats::default();
@@ -438,7 +442,9 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
                     Ok(total)
                 })
             })
-            .collect();
+            .collect()
+        };
+        let early = (!late_pagers).then(spawn_pagers);
         let rebuilt = (|| -> Result<()> {
             for (p, pm) in img.processes.iter().zip(&img.pagemaps) {
                 let pid = Pid::from_raw(p.pid);
@@ -493,6 +499,11 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
             Ok(())
         })();
         drop(jobs);
+        let pagers = match early {
+            Some(p) => p,
+            None if rebuilt.is_ok() => spawn_pagers(),
+            None => Vec::new(),
+        };
         let paged: Vec<_> = pagers
             .into_iter()
             .map(|p| p.join().expect("page threads do not panic"))
@@ -505,14 +516,8 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
         }
         Ok(())
     })?;
-    // Every connection exists now: take them out of repair mode.
-    for &fd in &prep.tcp_repair {
-        files::tcp::leave_repair(fd).map_err(|source| RestoreError::Skeleton {
-            pid: root.pid,
-            step: "leaving TCP repair mode",
-            source,
-        })?;
-    }
+    // Every process and file exists now (TCP connections leave repair mode).
+    files::finish(&mut prep.files)?;
     // Zombies exit again with their saved status; their parents (still stopped) find them
     // waiting to be reaped.
     for (t, status) in zombies {
@@ -1091,41 +1096,14 @@ fn rebuild(
         )
         .map_err(fds_err)?;
     }
-    // epoll interest lists, registered by the process itself with its own fd numbers (once
-    // per epoll, by the first process that holds it).
-    for fd in &p.fds {
-        let Some(f) = img.files.files.iter().find(|f| f.id == fd.file_id) else {
-            continue;
-        };
-        if let stasis_image::FileKindEntry::Epoll { items } = &f.kind {
-            let first = img
-                .processes
-                .iter()
-                .find(|q| q.fds.iter().any(|g| g.file_id == fd.file_id))
-                .map(|q| q.pid);
-            let already = p
-                .fds
-                .iter()
-                .take_while(|g| g.fd != fd.fd)
-                .any(|g| g.file_id == fd.file_id);
-            if first == Some(p.pid) && !already {
-                files::epoll::register(&mut t, s, fd.fd, items).map_err(fds_err)?;
-            }
-        }
-    }
+    files::placed(&mut t, s, &img.processes, &img.files.files, p)?;
     t.syscall(
         "close_range",
         libc::SYS_close_range,
         [prep.base as u64, u32::MAX as u64, 0, 0, 0, 0],
     )
     .map_err(fds_err)?;
-    // POSIX record locks, taken by the process itself on its own fds, after the parked
-    // copies are closed (closing any fd of a file drops the process's POSIX locks on it).
-    for fd in &p.fds {
-        if let Some(f) = img.files.files.iter().find(|f| f.id == fd.file_id) {
-            files::lock::take_posix(&mut t, s, p.pid, fd.fd, &f.locks).map_err(fds_err)?;
-        }
-    }
+    files::take_posix_locks(&mut t, s, &img.files.files, p)?;
 
     process::restore_rlimits(pidn, &p.rlimits)?;
     signal::restore_sigactions(&mut t, s, &p.sigactions)?;

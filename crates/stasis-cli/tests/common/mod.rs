@@ -192,7 +192,48 @@ pub fn dump_kill_with(c: &Case, pid: i32, mut child: Child, extra: &[&str]) -> O
     let o = run_stasis(&args);
     assert!(o.status.success(), "dump failed: {}{}", o.stdout, o.stderr);
     reaper.join().unwrap().unwrap();
+    mark_outputs(c);
     o
+}
+
+/// The workload's output files as they are when it is dumped and killed: what it writes to
+/// them after its restore (its stdout and stderr are restored as the files they were) is what
+/// follows these marks.
+pub fn mark_outputs(c: &Case) {
+    for name in ["before.out", "before.out.err"] {
+        if let Ok(m) = std::fs::metadata(c.path(name)) {
+            std::fs::write(c.path(&format!("{name}.mark")), m.len().to_string()).unwrap();
+        }
+    }
+}
+
+/// What the workload wrote to its output file `name` since it was dumped (see
+/// [`mark_outputs`]).
+pub fn since_dump(c: &Case, name: &str) -> String {
+    let all = std::fs::read(c.path(name)).unwrap_or_default();
+    let mark: usize = std::fs::read_to_string(c.path(&format!("{name}.mark")))
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0)
+        .min(all.len());
+    String::from_utf8_lossy(&all[mark..]).into_owned()
+}
+
+/// What the workload wrote up to its dump.
+pub fn until_dump(c: &Case, name: &str) -> String {
+    let all = std::fs::read(c.path(name)).unwrap_or_default();
+    let mark: usize = std::fs::read_to_string(c.path(&format!("{name}.mark")))
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(all.len())
+        .min(all.len());
+    String::from_utf8_lossy(&all[..mark]).into_owned()
+}
+
+/// Everything the restored workload printed: into its own output file (restored as the file
+/// it was) and, for a workload whose stdout was outside the tree, the restore command's.
+pub fn after_output(c: &Case) -> String {
+    since_dump(c, "before.out") + &std::fs::read_to_string(c.path("after.out")).unwrap_or_default()
 }
 
 /// Whether `pid` exists and is not a zombie.
@@ -309,10 +350,16 @@ pub fn cycle(c: &Case, argv: &[&str], o: CycleOpts) -> Cycle {
         signal(pid, sig);
     }
     let status = wait_timeout(&mut r, o.timeout);
+    let restore_printed = std::fs::read_to_string(c.path("after.out")).unwrap();
+    assert!(
+        restore_printed.is_empty(),
+        "the workload's stdout is a file: the restore command's stdout must stay empty, got:\n{restore_printed}"
+    );
     Cycle {
-        before: std::fs::read_to_string(c.path("before.out")).unwrap(),
-        after: std::fs::read_to_string(c.path("after.out")).unwrap(),
-        after_err: std::fs::read_to_string(c.path("after.err")).unwrap(),
+        before: until_dump(c, "before.out"),
+        after: since_dump(c, "before.out"),
+        after_err: since_dump(c, "before.out.err")
+            + &std::fs::read_to_string(c.path("after.err")).unwrap(),
         status,
         pid,
     }

@@ -206,8 +206,7 @@ impl Supervisor {
         for c in candidates {
             let name = c.name();
             self.set_state("restoring");
-            match self
-                .in_job_cgroup(|| crate::restore(&crate::RestoreOptions { dir: c.dir.clone() }))
+            match self.in_job_cgroup(|| crate::restore(&crate::RestoreOptions::new(c.dir.clone())))
             {
                 Ok(r) => {
                     tracing::info!(checkpoint = %name, pid = r.pid, "job resumed");
@@ -567,6 +566,9 @@ impl Supervisor {
             compress: self.opts.compress,
             tcp_established: self.opts.tcp_established,
             cgroup: self.cgroup.as_ref().map(|c| c.job_path().to_path_buf()),
+            ghost_limit: None,
+            // The job's files are its own: its locks go with it.
+            file_locks: true,
         };
         match stasis_sys::clone::fork() {
             Ok(stasis_sys::clone::Forked::Child) => {

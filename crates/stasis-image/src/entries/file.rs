@@ -20,6 +20,10 @@ pub struct FileEntry {
     /// the process named in the entry).
     #[serde(default)]
     pub locks: Vec<LockEntry>,
+    /// What /proc/PID/fd showed for it at dump time (`/var/log/x.log`, `pipe:[123]`): the
+    /// name `restore --inherit-fd` matches.
+    #[serde(default)]
+    pub link: Option<String>,
 }
 
 /// One file lock.
@@ -54,7 +58,20 @@ pub enum FileKindEntry {
     Deleted {
         path: String,
         mode: u32,
+        /// The whole file, or (when `size` is set) the data of `extents`, one after another.
         content: BlobRef,
+        /// The file's size: its holes are kept as holes (images before 1.4 leave it out).
+        #[serde(default)]
+        size: Option<u64>,
+        /// The (offset, length) runs of data; everything else is a hole.
+        #[serde(default)]
+        extents: Vec<(u64, u64)>,
+        /// Owner (uid, gid).
+        #[serde(default)]
+        owner: Option<(u32, u32)>,
+        /// Access and modification times: (seconds, nanoseconds) each.
+        #[serde(default)]
+        times: Option<[(i64, i64); 2]>,
     },
     /// A memfd: recreated with the same name and contents.
     Memfd {
@@ -159,7 +176,113 @@ pub enum FileKindEntry {
     External {
         /// What it was, e.g. `/dev/pts/3` or `pipe:[123]`.
         what: String,
+        /// The root's fd (0, 1 or 2) it was found at: the restore command's fd of that number
+        /// stands in for it. Images before 1.4 leave it out (each fd then takes its own number).
+        #[serde(default)]
+        fd: Option<i32>,
     },
+}
+
+impl FileKindEntry {
+    /// Every tag an entry can carry (see [`FileKindEntry::tag`]).
+    pub const TAGS: &'static [&'static str] = &[
+        "path",
+        "deleted",
+        "memfd",
+        "pipe",
+        "fifo",
+        "pty",
+        "eventfd",
+        "timerfd",
+        "signalfd",
+        "epoll",
+        "inotify",
+        "unix-socket",
+        "tcp-listen",
+        "tcp-established",
+        "external",
+    ];
+
+    /// The entry's tag in the image ("type"), which says which kind rebuilds it.
+    pub fn tag(&self) -> &'static str {
+        match self {
+            Self::Path { .. } => "path",
+            Self::Deleted { .. } => "deleted",
+            Self::Memfd { .. } => "memfd",
+            Self::Pipe { .. } => "pipe",
+            Self::Fifo { .. } => "fifo",
+            Self::Pty { .. } => "pty",
+            Self::Eventfd { .. } => "eventfd",
+            Self::Timerfd { .. } => "timerfd",
+            Self::Signalfd { .. } => "signalfd",
+            Self::Epoll { .. } => "epoll",
+            Self::Inotify { .. } => "inotify",
+            Self::UnixSocket { .. } => "unix-socket",
+            Self::TcpListen { .. } => "tcp-listen",
+            Self::TcpEstablished { .. } => "tcp-established",
+            Self::External { .. } => "external",
+        }
+    }
+
+    /// One line saying what the file is, for `stasis show`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Path { path, .. } => path.clone(),
+            Self::Deleted { path, content, .. } => {
+                format!("{path} (deleted, {} bytes saved)", content.len)
+            }
+            Self::Memfd { name, content, .. } => {
+                format!("memfd:{name} ({} bytes saved)", content.len)
+            }
+            Self::Pipe { pipe_id, data, .. } => format!(
+                "pipe:[{pipe_id}] ({} bytes buffered)",
+                data.as_ref().map_or(0, |d| d.len)
+            ),
+            Self::Fifo { path, data, .. } => format!(
+                "{path} (FIFO, {} bytes buffered)",
+                data.as_ref().map_or(0, |d| d.len)
+            ),
+            Self::Pty { index, master, .. } => {
+                format!("pty {index} ({})", if *master { "master" } else { "slave" })
+            }
+            Self::Eventfd { count, semaphore } => format!(
+                "eventfd (count {count}{})",
+                if *semaphore { ", semaphore" } else { "" }
+            ),
+            Self::Timerfd {
+                clockid,
+                value_ns,
+                interval_ns,
+                ..
+            } => {
+                format!("timerfd (clock {clockid}, next in {value_ns} ns, every {interval_ns} ns)")
+            }
+            Self::Signalfd { mask } => format!("signalfd (mask {mask:#x})"),
+            Self::Epoll { items } => format!("epoll ({} registrations)", items.len()),
+            Self::Inotify { watches } => format!("inotify ({} watches)", watches.len()),
+            Self::UnixSocket {
+                ino,
+                state,
+                name,
+                peer,
+                queue,
+                ..
+            } => format!(
+                "unix socket {ino} (state {state}, name {:?}, peer {peer}, {} bytes queued)",
+                name.as_deref().map(String::from_utf8_lossy),
+                queue.as_ref().map_or(0, |q| q.len)
+            ),
+            Self::TcpListen { addr, port, .. } => format!("TCP listener {addr:?} port {port}"),
+            Self::TcpEstablished {
+                local_port,
+                remote_port,
+                ..
+            } => format!("TCP connection port {local_port} -> {remote_port} (repair)"),
+            Self::External { what, .. } => {
+                format!("{what} (external: the restore command's own)")
+            }
+        }
+    }
 }
 
 /// One registration of an epoll interest list.
@@ -194,4 +317,112 @@ pub struct FdEntry {
     pub fd: i32,
     pub cloexec: bool,
     pub file_id: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `tag()` is the serde tag, and every tag is in TAGS.
+    #[test]
+    fn tags_are_the_serde_tags() {
+        let blob = BlobRef {
+            file: "blob-0".into(),
+            len: 1,
+            crc32c: 0,
+        };
+        let all = [
+            FileKindEntry::Path {
+                path: "/a".into(),
+                mode: 0,
+                size: 0,
+            },
+            FileKindEntry::Deleted {
+                path: "/a".into(),
+                mode: 0,
+                content: blob.clone(),
+                size: None,
+                extents: vec![],
+                owner: None,
+                times: None,
+            },
+            FileKindEntry::Memfd {
+                name: "m".into(),
+                content: blob,
+                seals: 0,
+            },
+            FileKindEntry::Pipe {
+                pipe_id: 1,
+                size: 4096,
+                data: None,
+            },
+            FileKindEntry::Fifo {
+                path: "/f".into(),
+                fifo_id: 1,
+                data: None,
+            },
+            FileKindEntry::Pty {
+                index: 0,
+                master: true,
+                termios: vec![],
+                winsize: [0; 4],
+            },
+            FileKindEntry::Eventfd {
+                count: 0,
+                semaphore: false,
+            },
+            FileKindEntry::Timerfd {
+                clockid: 0,
+                ticks: 0,
+                value_ns: 0,
+                interval_ns: 0,
+                settime_flags: 0,
+            },
+            FileKindEntry::Signalfd { mask: 0 },
+            FileKindEntry::Epoll { items: vec![] },
+            FileKindEntry::Inotify { watches: vec![] },
+            FileKindEntry::UnixSocket {
+                ino: 1,
+                sock_type: 1,
+                state: 7,
+                name: None,
+                peer: 0,
+                queue: None,
+                messages: vec![],
+            },
+            FileKindEntry::TcpListen {
+                addr: vec![0; 4],
+                port: 1,
+                reuseaddr: false,
+                v6only: false,
+            },
+            FileKindEntry::TcpEstablished {
+                local: vec![0; 4],
+                local_port: 1,
+                remote: vec![0; 4],
+                remote_port: 2,
+                send_seq: 0,
+                recv_seq: 0,
+                send_queue: None,
+                recv_queue: None,
+                mss: 0,
+                options: 0,
+                snd_wscale: 0,
+                rcv_wscale: 0,
+                timestamp: 0,
+                window: [0; 5],
+            },
+            FileKindEntry::External {
+                what: "/dev/pts/0".into(),
+                fd: Some(0),
+            },
+        ];
+        assert_eq!(all.len(), FileKindEntry::TAGS.len());
+        for e in &all {
+            let v = serde_json::to_value(e).unwrap();
+            assert_eq!(v["type"], e.tag(), "{e:?}");
+            assert!(FileKindEntry::TAGS.contains(&e.tag()));
+            assert!(!e.describe().is_empty());
+        }
+    }
 }

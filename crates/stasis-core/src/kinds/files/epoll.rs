@@ -9,6 +9,36 @@ use crate::tracee::{Tracee, TraceeError};
 use stasis_image::{EpollItemEntry, FileEntry, FileKindEntry};
 use std::os::fd::OwnedFd;
 
+/// The kind: see the module doc.
+pub struct Epoll;
+
+impl super::FileKind for Epoll {
+    fn tags(&self) -> &'static [&'static str] {
+        &["epoll"]
+    }
+    fn claims(&self, cx: &DumpFd) -> bool {
+        cx.link == "anon_inode:[eventpoll]"
+    }
+    fn dump(&self, cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
+        dump(cx)
+    }
+    fn open(&self, _cx: &mut super::OpenCx, entry: &FileEntry) -> Result<OwnedFd, FilesError> {
+        open(entry)
+    }
+    fn placed(
+        &self,
+        t: &mut crate::tracee::PtraceTracee,
+        s: Scratch,
+        entry: &FileEntry,
+        fd: i32,
+    ) -> Result<(), TraceeError> {
+        let FileKindEntry::Epoll { items } = &entry.kind else {
+            return Ok(());
+        };
+        register(t, s, fd, items)
+    }
+}
+
 /// Parse the value of one "tfd:" fdinfo line: "5 events: 19 data: 1111  pos:0 ino:b sdev:f".
 pub fn parse_item(v: &str) -> Option<EpollItemEntry> {
     let mut it = v.split_whitespace();

@@ -6,6 +6,24 @@ use stasis_image::{FileEntry, FileKindEntry};
 use std::io::Write;
 use std::os::fd::OwnedFd;
 
+/// The kind: see the module doc.
+pub struct Eventfd;
+
+impl super::FileKind for Eventfd {
+    fn tags(&self) -> &'static [&'static str] {
+        &["eventfd"]
+    }
+    fn claims(&self, cx: &DumpFd) -> bool {
+        cx.link == "anon_inode:[eventfd]"
+    }
+    fn dump(&self, cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
+        dump(cx)
+    }
+    fn open(&self, _cx: &mut super::OpenCx, entry: &FileEntry) -> Result<OwnedFd, FilesError> {
+        open(entry)
+    }
+}
+
 pub fn dump(cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
     let count = cx
         .info

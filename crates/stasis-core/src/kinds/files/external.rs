@@ -6,9 +6,29 @@ use super::FilesError;
 use stasis_image::{FileEntry, FileKindEntry};
 use std::os::fd::{AsFd, OwnedFd};
 
-pub fn dump(link: &str) -> FileKindEntry {
-    FileKindEntry::External {
-        what: link.to_string(),
+/// The kind: see the module doc. It claims no fd by itself: the file table decides what is
+/// outside the tree (see `FileTable::settle_stdio`).
+pub struct External;
+
+impl super::FileKind for External {
+    fn tags(&self) -> &'static [&'static str] {
+        &["external"]
+    }
+    fn claims(&self, _cx: &super::DumpFd) -> bool {
+        false
+    }
+    fn dump(&self, cx: &mut super::DumpFd) -> Result<FileKindEntry, FilesError> {
+        Ok(FileKindEntry::External {
+            what: cx.link.to_string(),
+            fd: Some(cx.fd),
+        })
+    }
+    fn open(&self, cx: &mut super::OpenCx, entry: &FileEntry) -> Result<OwnedFd, FilesError> {
+        let FileKindEntry::External { fd, .. } = &entry.kind else {
+            unreachable!("external::open on another kind")
+        };
+        // Images before 1.4 did not say which fd: each fd then took its own number.
+        open(entry, fd.unwrap_or(cx.fd))
     }
 }
 

@@ -9,7 +9,26 @@ use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
-pub fn dump(cx: &mut DumpFd, ino: u64) -> Result<FileKindEntry, FilesError> {
+/// The kind: see the module doc.
+pub struct Fifo;
+
+impl super::FileKind for Fifo {
+    fn tags(&self) -> &'static [&'static str] {
+        &["fifo"]
+    }
+    fn claims(&self, cx: &DumpFd) -> bool {
+        cx.link.starts_with('/') && cx.file_type() == libc::S_IFIFO
+    }
+    fn dump(&self, cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
+        dump(cx)
+    }
+    fn open(&self, cx: &mut super::OpenCx, entry: &FileEntry) -> Result<OwnedFd, FilesError> {
+        open(cx, entry)
+    }
+}
+
+pub fn dump(cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
+    let ino = cx.info.ino;
     let data = if cx.seen_pipes.insert(ino) {
         let size = nix::fcntl::fcntl(cx.stolen.as_raw_fd(), nix::fcntl::FcntlArg::F_GETPIPE_SZ)
             .unwrap_or(65536) as u32;
@@ -23,6 +42,10 @@ pub fn dump(cx: &mut DumpFd, ino: u64) -> Result<FileKindEntry, FilesError> {
         data,
     })
 }
+
+/// FIFOs opened read-write by the restorer, by saved inode (keeps their buffers alive).
+#[derive(Default)]
+struct Holders(std::collections::HashMap<u64, OwnedFd>);
 
 pub fn open(cx: &mut OpenCx, entry: &FileEntry) -> Result<OwnedFd, FilesError> {
     let FileKindEntry::Fifo {
@@ -39,7 +62,9 @@ pub fn open(cx: &mut OpenCx, entry: &FileEntry) -> Result<OwnedFd, FilesError> {
         path: path.into(),
         source,
     };
-    if !cx.fifos.contains_key(fifo_id) {
+    let dir = cx.dir;
+    let fifos = &mut cx.state::<Holders>().0;
+    if !fifos.contains_key(fifo_id) {
         let holder: OwnedFd = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -57,11 +82,11 @@ pub fn open(cx: &mut OpenCx, entry: &FileEntry) -> Result<OwnedFd, FilesError> {
                 what: "it is no longer a FIFO".into(),
             });
         }
-        cx.fifos.insert(*fifo_id, holder);
+        fifos.insert(*fifo_id, holder);
     }
     if let Some(blob) = data {
-        let bytes = stasis_image::read_blob(cx.dir, blob)?;
-        let h = cx.fifos[fifo_id].try_clone().map_err(|e| oerr("dup", e))?;
+        let bytes = stasis_image::read_blob(dir, blob)?;
+        let h = fifos[fifo_id].try_clone().map_err(|e| oerr("dup", e))?;
         std::fs::File::from(h)
             .write_all(&bytes)
             .map_err(|e| oerr("refill", e))?;

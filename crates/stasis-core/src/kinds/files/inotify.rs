@@ -56,6 +56,24 @@ fn mount_of(sdev: u64) -> Option<String> {
     })
 }
 
+/// The kind: see the module doc.
+pub struct Inotify;
+
+impl super::FileKind for Inotify {
+    fn tags(&self) -> &'static [&'static str] {
+        &["inotify"]
+    }
+    fn claims(&self, cx: &DumpFd) -> bool {
+        cx.link == "anon_inode:inotify"
+    }
+    fn dump(&self, cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
+        dump(cx)
+    }
+    fn open(&self, _cx: &mut super::OpenCx, entry: &FileEntry) -> Result<OwnedFd, FilesError> {
+        open(entry)
+    }
+}
+
 pub fn dump(cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
     let unsupported = |why| FilesError::Unsupported {
         pid: cx.pid,

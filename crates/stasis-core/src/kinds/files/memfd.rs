@@ -7,6 +7,24 @@ use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
+/// The kind: see the module doc.
+pub struct Memfd;
+
+impl super::FileKind for Memfd {
+    fn tags(&self) -> &'static [&'static str] {
+        &["memfd"]
+    }
+    fn claims(&self, cx: &DumpFd) -> bool {
+        cx.link.starts_with("/memfd:")
+    }
+    fn dump(&self, cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
+        dump(cx)
+    }
+    fn open(&self, cx: &mut super::OpenCx, entry: &FileEntry) -> Result<OwnedFd, FilesError> {
+        open(cx.dir, entry)
+    }
+}
+
 pub fn dump(cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
     // "/memfd:NAME (deleted)"
     let name = cx
@@ -20,8 +38,7 @@ pub fn dump(cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
         what: "the memfd's contents",
         source,
     })?;
-    let blob = format!("blob-{}", *cx.next_blob);
-    *cx.next_blob += 1;
+    let blob = cx.blob_name();
     let content = stasis_image::write_blob(cx.image_dir, &blob, &data)?;
     let seals = nix::fcntl::fcntl(cx.stolen.as_raw_fd(), nix::fcntl::FcntlArg::F_GET_SEALS)
         .unwrap_or(0) as u32;

@@ -1,8 +1,12 @@
 //! File descriptors. Dump walks /proc/PID/fd, finds which fds share one open file description
-//! (kcmp), and asks the kind module of each file for an entry; an fd of a kind stasis cannot
-//! save fails the dump naming the pid, fd and kind. Restore opens every file in the restorer
-//! (kind by kind), parks the fds at high numbers the skeleton inherits, and the skeleton moves
-//! them into place with dup3.
+//! (kcmp), and asks the kind that claims each file (see [`KINDS`]) for an entry; an fd no kind
+//! claims fails the dump naming the pid, fd and what it is. Restore opens every file in the
+//! restorer through the kind named by its entry's tag, parks the fds at high numbers the
+//! skeleton inherits, and the skeleton moves them into place with dup3; then each kind gets
+//! its after-placed step inside the process and a finishing step once the tree stands.
+//!
+//! Adding a kind: its module here (a unit struct implementing [`FileKind`]), its entry in
+//! stasis-image (variant, tag, describe), one line in [`KINDS`]. Nothing else names it.
 
 pub mod deleted;
 pub mod epoll;
@@ -20,15 +24,84 @@ pub mod tcp;
 pub mod timerfd;
 pub mod unix;
 
-use stasis_image::{FdEntry, FileEntry, FileKindEntry};
+use crate::scratch::Scratch;
+use crate::tracee::{PtraceTracee, TraceeError};
+use stasis_image::{FdEntry, FileEntry, FileKindEntry, ProcessEntry};
 use stasis_procfs::fdinfo::FdInfo;
 use stasis_sys::{Errno, Pid};
-use std::os::fd::OwnedFd;
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
+
+/// Every file kind, in the order they are asked whether they claim an fd (the first that does
+/// dumps it): the more specific before the more general (a memfd or a deleted file before a
+/// file by path).
+pub static KINDS: &[&dyn FileKind] = &[
+    &memfd::Memfd,
+    &pty::Pty,
+    &deleted::Deleted,
+    &fifo::Fifo,
+    &path::ByPath,
+    &pipe::Pipe,
+    &eventfd::Eventfd,
+    &timerfd::Timerfd,
+    &signalfd::Signalfd,
+    &epoll::Epoll,
+    &inotify::Inotify,
+    &tcp::Tcp,
+    &unix::Unix,
+    &external::External,
+];
+
+/// One kind of file: how an fd of it is saved and rebuilt. Per-kind restore state lives in the
+/// kind's module (see [`OpenCx::state`]).
+pub trait FileKind: Sync {
+    /// The entry tags ("type" in the image) this kind writes and rebuilds.
+    fn tags(&self) -> &'static [&'static str];
+    /// Whether the fd described by `cx` is of this kind.
+    fn claims(&self, cx: &DumpFd) -> bool;
+    /// Save the fd.
+    fn dump(&self, cx: &mut DumpFd) -> Result<FileKindEntry, FilesError>;
+    /// For fds 0-2 of the dump's root: whether this file leads outside the dumped tree (a pipe
+    /// whose other end no process of the tree holds), so that restore connects the restore
+    /// command's own fd instead of rebuilding it.
+    fn leads_outside(&self, _entry: &FileEntry, _all: &[FileEntry]) -> bool {
+        false
+    }
+    /// Open the file in the restorer, positioned and flagged as saved.
+    fn open(&self, cx: &mut OpenCx, entry: &FileEntry) -> Result<OwnedFd, FilesError>;
+    /// Inside the first process that holds the file, at its first fd `fd`, once all that
+    /// process's fds are in place: what the kernel keys by the process's own fd numbers
+    /// (epoll registrations).
+    fn placed(
+        &self,
+        _t: &mut PtraceTracee,
+        _s: Scratch,
+        _entry: &FileEntry,
+        _fd: i32,
+    ) -> Result<(), TraceeError> {
+        Ok(())
+    }
+    /// In the restorer, once every process of the tree is rebuilt and before any runs (TCP
+    /// connections leave repair mode).
+    fn finish(&self, _cx: &mut OpenCx) -> Result<(), FilesError> {
+        Ok(())
+    }
+}
+
+/// The kind that rebuilds entries tagged `tag`.
+fn kind_of(entry: &FileKindEntry) -> &'static dyn FileKind {
+    let tag = entry.tag();
+    *KINDS
+        .iter()
+        .find(|k| k.tags().contains(&tag))
+        .expect("every entry tag has its kind in KINDS")
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum FilesError {
-    #[error("pid {pid} fd {fd}: {kind} is not supported yet ({why})")]
+    #[error("pid {pid} fd {fd}: {kind} cannot be saved: {why}")]
     Unsupported {
         pid: i32,
         fd: i32,
@@ -71,16 +144,34 @@ pub enum FilesError {
         path: PathBuf,
         what: String,
     },
+    #[error("pid {pid} fd {fd}: the deleted file {path} holds {size} bytes, more than --ghost-limit {limit}; raise the limit to save it")]
+    GhostLimit {
+        pid: i32,
+        fd: i32,
+        path: String,
+        size: u64,
+        limit: u64,
+    },
+    #[error("pid {pid} fd {fd}: {step} failed")]
+    Placed {
+        pid: i32,
+        fd: i32,
+        step: &'static str,
+        #[source]
+        source: TraceeError,
+    },
     #[error(transparent)]
     Image(#[from] stasis_image::ImageError),
 }
 
-/// What a kind module gets to dump one fd.
+/// What a kind gets to dump one fd.
 pub struct DumpFd<'a> {
     pub pid: i32,
     pub fd: i32,
     /// The /proc/PID/fd/N link target.
     pub link: &'a str,
+    /// st_mode of the file (file type and permissions).
+    pub mode: u32,
     pub info: &'a FdInfo,
     /// A copy of the tracee's descriptor (same open file description: use pread, not read).
     pub stolen: &'a OwnedFd,
@@ -95,21 +186,85 @@ pub struct DumpFd<'a> {
     pub tcp_established: bool,
     /// Sockets put in repair mode by this dump.
     pub repaired: &'a mut Vec<OwnedFd>,
+    /// The largest deleted file whose contents may be saved (`--ghost-limit`).
+    pub ghost_limit: Option<u64>,
 }
 
-/// What opening files on restore shares between fds.
+impl DumpFd<'_> {
+    /// The file type bits of `mode` (S_IFREG, S_IFIFO...).
+    pub fn file_type(&self) -> u32 {
+        self.mode & libc::S_IFMT
+    }
+
+    /// The next blob name of the image.
+    pub fn blob_name(&mut self) -> String {
+        let name = format!("blob-{}", *self.next_blob);
+        *self.next_blob += 1;
+        name
+    }
+}
+
+/// A descriptor of the restore command that stands in for a file of the image
+/// (`--inherit-fd fd[N]:NAME`, in the spirit of CRIU's option of that name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InheritFd {
+    /// The restore command's fd.
+    pub fd: RawFd,
+    /// The file's name at dump time, as /proc/PID/fd showed it (`pipe:[123]`, a path).
+    pub name: String,
+}
+
+impl std::str::FromStr for InheritFd {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad =
+            || format!("--inherit-fd takes fd[N]:NAME (for example fd[3]:pipe:[1234]), not {s:?}");
+        let rest = s.strip_prefix("fd[").ok_or_else(bad)?;
+        let (n, name) = rest.split_once("]:").ok_or_else(bad)?;
+        let fd = n.parse().map_err(|_| bad())?;
+        if name.is_empty() {
+            return Err(bad());
+        }
+        Ok(InheritFd {
+            fd,
+            name: name.to_string(),
+        })
+    }
+}
+
+/// What opening files on restore shares between fds: the image, and each kind's own state
+/// (new pipes by id, pty masters, ...), which only that kind reads.
 pub struct OpenCx<'a> {
     pub dir: &'a Path,
-    /// New pipes by saved pipe id: (read end, write end).
-    pub pipes: std::collections::HashMap<u64, (OwnedFd, OwnedFd)>,
-    /// New pty masters, by the saved pty index.
-    pub ptys: std::collections::HashMap<u32, OwnedFd>,
-    /// FIFOs opened read-write by the restorer, by saved inode (keeps their buffers alive).
-    pub fifos: std::collections::HashMap<u64, OwnedFd>,
-    /// The other ends of unix socket pairs made so far, by the saved socket inode they stand for.
-    pub unix_peers: std::collections::HashMap<u32, OwnedFd>,
     /// Every file of the image (a socket's peer entry is looked up here).
     pub all: &'a [FileEntry],
+    /// The fd number of the first descriptor the file being opened is for (-1: a mapping's).
+    pub fd: i32,
+    /// Files the restore command hands in (`--inherit-fd`).
+    pub inherit: &'a [InheritFd],
+    state: HashMap<TypeId, Box<dyn Any>>,
+}
+
+impl<'a> OpenCx<'a> {
+    pub fn new(dir: &'a Path, all: &'a [FileEntry], inherit: &'a [InheritFd]) -> Self {
+        OpenCx {
+            dir,
+            all,
+            fd: -1,
+            inherit,
+            state: HashMap::new(),
+        }
+    }
+
+    /// A kind's own restore state, made on first use.
+    pub fn state<T: Default + 'static>(&mut self) -> &mut T {
+        self.state
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Box::new(T::default()))
+            .downcast_mut()
+            .expect("state is keyed by its type")
+    }
 }
 
 /// The file table of a whole dump, shared by all its processes so that an open file
@@ -130,13 +285,19 @@ pub struct FileTable {
     /// TCP sockets this dump put in repair mode: they stay there while the dump runs (and
     /// through the kill of `--kill`, so the peer sees nothing); see [`FileTable::leave_repair`].
     pub repaired: Vec<OwnedFd>,
+    /// The largest deleted file whose contents may be saved (`--ghost-limit`).
+    pub ghost_limit: Option<u64>,
+    /// Save file locks (`--file-locks`); without it a lock fails the dump.
+    pub file_locks: bool,
+    /// (file id, fd) of the root's fds 0-2 that were dumped by kind: [`FileTable::settle_stdio`]
+    /// decides whether they lead outside the tree.
+    stdio: Vec<(u32, i32)>,
 }
 
 impl FileTable {
     /// Take every socket this dump put in repair mode out of it again (the process runs on).
     pub fn leave_repair(&mut self) {
         for s in self.repaired.drain(..) {
-            use std::os::fd::AsRawFd;
             let _ = stasis_sys::netlink::tcp_setsockopt(
                 s.as_raw_fd(),
                 stasis_sys::netlink::tcp_repair::TCP_REPAIR,
@@ -144,14 +305,51 @@ impl FileTable {
             );
         }
     }
+
+    /// Once every process is dumped: the root's stdin, stdout and stderr that lead outside the
+    /// tree (a pipe from the shell that started it) become external, and what was saved of
+    /// them is dropped (their contents are not the job's).
+    pub fn settle_stdio(&mut self, image_dir: &Path) {
+        for (id, fd) in std::mem::take(&mut self.stdio) {
+            let Some(i) = self.files.iter().position(|f| f.id == id) else {
+                continue;
+            };
+            let e = &self.files[i];
+            if !kind_of(&e.kind).leads_outside(e, &self.files) {
+                continue;
+            }
+            if let FileKindEntry::Pipe { data: Some(b), .. } = &e.kind {
+                let _ = std::fs::remove_file(image_dir.join(&b.file));
+            }
+            let what = e.link.clone().unwrap_or_default();
+            self.files[i].kind = FileKindEntry::External { what, fd: Some(fd) };
+        }
+    }
 }
 
 /// O_CLOEXEC as fdinfo shows it in `flags`.
 const FDINFO_CLOEXEC: u32 = libc::O_CLOEXEC as u32;
 
-/// Dump every fd of `pid` into `table`. `root` says the process is the dump's root, whose
-/// stdin/stdout/stderr are outside the tree (external); other processes' fds 0-2 are dumped by
-/// kind, or join the root's external entry when they share its description.
+/// A terminal that is not a pty of the tree's own: /dev/pts/N, /dev/ttyN, /dev/console.
+fn is_terminal(link: &str, mode: u32) -> bool {
+    mode & libc::S_IFMT == libc::S_IFCHR
+        && (link.starts_with("/dev/pts/") || link.starts_with("/dev/tty") || link == "/dev/console")
+}
+
+/// Whether fd `fd` of `pid` is the very description of one of our own stdin, stdout and
+/// stderr: the job inherited it from whoever runs the dump (under `stasis run`, the
+/// supervisor's, which the next run's supervisor replaces), so it is outside the tree.
+fn shares_our_stdio(pid: i32, fd: i32) -> bool {
+    let me = Pid::this();
+    (0..=2)
+        .any(|ours| stasis_sys::pidfd::kcmp_file(me, ours, Pid::from_raw(pid), fd).unwrap_or(false))
+}
+
+/// Dump every fd of `pid` into `table`. `root` says the process is the dump's root: its
+/// stdin, stdout and stderr are saved as what they are (a log file, /dev/null, a FIFO), except
+/// a terminal, a socket, a description the dump command itself has as its stdio, and a pipe
+/// whose other end is outside the tree (see [`FileTable::settle_stdio`]): those are external,
+/// and restore hands the restore command's own. Other processes' fds 0-2 join the root's entry when they share its description.
 pub fn dump_fds(
     pid: i32,
     pidfd: &OwnedFd,
@@ -159,7 +357,6 @@ pub fn dump_fds(
     root: bool,
     table: &mut FileTable,
 ) -> Result<Vec<FdEntry>, FilesError> {
-    use std::os::fd::AsRawFd;
     let dir = format!("/proc/{pid}/fd");
     let mut fds: Vec<i32> = std::fs::read_dir(&dir)
         .map_err(|source| FilesError::Proc {
@@ -206,53 +403,18 @@ pub fn dump_fds(
             Some(id) => id,
             None => {
                 let id = 1 + table.files.len() as u32;
-                let kind = if root && fd <= 2 {
-                    external::dump(&link)
-                } else {
-                    let stolen = stasis_sys::pidfd::pidfd_getfd(pidfd.as_raw_fd(), fd)
-                        .map_err(|source| FilesError::Steal { pid, fd, source })?;
-                    if link.starts_with("socket:[") && table.unix.is_none() {
-                        let raw = stasis_sys::netlink::unix_diag_dump().map_err(|e| {
-                            FilesError::Proc {
-                                pid,
-                                fd,
-                                what: "the unix socket table (sock_diag)",
-                                source: e.into(),
-                            }
-                        })?;
-                        table.unix = Some(
-                            stasis_procfs::unixdiag::parse_unix_diag(&raw)
-                                .map_err(|source| FilesError::Parse { pid, fd, source })?,
-                        );
-                    }
-                    let mut cx = DumpFd {
-                        pid,
-                        fd,
-                        link: &link,
-                        info: &info,
-                        stolen: &stolen,
-                        image_dir,
-                        next_blob: &mut table.next_blob,
-                        seen_pipes: &mut table.seen_pipes,
-                        unix_table: table.unix.as_deref().unwrap_or(&[]),
-                        tcp_established: table.tcp_established,
-                        repaired: &mut table.repaired,
-                    };
-                    let kind = dump_kind(&mut cx)?;
-                    if matches!(
-                        kind,
-                        FileKindEntry::Memfd { .. } | FileKindEntry::Deleted { .. }
-                    ) {
-                        use std::os::unix::fs::MetadataExt;
-                        if let Ok(m) = std::fs::File::from(stolen).metadata() {
-                            table.inodes.push((id, m.ino()));
-                        }
-                    }
-                    kind
-                };
+                let kind = dump_one(pid, fd, pidfd, &link, &info, image_dir, root, id, table)?;
                 let mut locks = Vec::new();
                 for (k, v) in &info.extra {
                     if k == "lock" {
+                        if !table.file_locks {
+                            return Err(FilesError::Unsupported {
+                                pid,
+                                fd,
+                                kind: format!("{link} (lock {})", v.trim()),
+                                why: "file locks are saved only with --file-locks (a lock may guard a file that processes outside the tree share)",
+                            });
+                        }
                         locks.push(lock::parse(v).map_err(|why| FilesError::Unsupported {
                             pid,
                             fd,
@@ -267,6 +429,7 @@ pub fn dump_fds(
                     pos: info.pos,
                     kind,
                     locks,
+                    link: Some(link.clone()),
                 });
                 table.owners.push((id, pid, fd, info.ino));
                 id
@@ -281,77 +444,178 @@ pub fn dump_fds(
     Ok(out)
 }
 
-fn dump_kind(cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
-    let link = cx.link;
-    if link.starts_with("/memfd:") {
-        return memfd::dump(cx);
+/// The entry of one open file description, first seen at `fd` of `pid`.
+#[allow(clippy::too_many_arguments)]
+fn dump_one(
+    pid: i32,
+    fd: i32,
+    pidfd: &OwnedFd,
+    link: &str,
+    info: &FdInfo,
+    image_dir: &Path,
+    root: bool,
+    id: u32,
+    table: &mut FileTable,
+) -> Result<FileKindEntry, FilesError> {
+    let stolen = stasis_sys::pidfd::pidfd_getfd(pidfd.as_raw_fd(), fd)
+        .map_err(|source| FilesError::Steal { pid, fd, source })?;
+    let mode = nix::sys::stat::fstat(stolen.as_raw_fd())
+        .map(|st| st.st_mode)
+        .map_err(|e| FilesError::Proc {
+            pid,
+            fd,
+            what: "the file's type (fstat)",
+            source: e.into(),
+        })?;
+    let stdio = root && fd <= 2;
+    if stdio
+        && (is_terminal(link, mode)
+            || mode & libc::S_IFMT == libc::S_IFSOCK
+            || shares_our_stdio(pid, fd))
+    {
+        return Ok(FileKindEntry::External {
+            what: link.to_string(),
+            fd: Some(fd),
+        });
     }
-    if pty::is_pty(link) {
-        return pty::dump(cx);
+    if link.starts_with("socket:[") && table.unix.is_none() {
+        let raw = stasis_sys::netlink::unix_diag_dump().map_err(|e| FilesError::Proc {
+            pid,
+            fd,
+            what: "the unix socket table (sock_diag)",
+            source: e.into(),
+        })?;
+        table.unix =
+            Some(
+                stasis_procfs::unixdiag::parse_unix_diag(&raw)
+                    .map_err(|source| FilesError::Parse { pid, fd, source })?,
+            );
     }
-    if link.starts_with('/') {
-        if link.ends_with(" (deleted)") {
-            return deleted::dump(cx);
+    let mut cx = DumpFd {
+        pid,
+        fd,
+        link,
+        mode,
+        info,
+        stolen: &stolen,
+        image_dir,
+        next_blob: &mut table.next_blob,
+        seen_pipes: &mut table.seen_pipes,
+        unix_table: table.unix.as_deref().unwrap_or(&[]),
+        tcp_established: table.tcp_established,
+        repaired: &mut table.repaired,
+        ghost_limit: table.ghost_limit,
+    };
+    let kind = KINDS
+        .iter()
+        .find(|k| k.claims(&cx))
+        .ok_or_else(|| FilesError::Unsupported {
+            pid,
+            fd,
+            kind: link.to_string(),
+            why: "stasis does not know this kind of descriptor",
+        })?
+        .dump(&mut cx)?;
+    if matches!(
+        kind,
+        FileKindEntry::Memfd { .. } | FileKindEntry::Deleted { .. }
+    ) {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(m) = std::fs::File::from(stolen).metadata() {
+            table.inodes.push((id, m.ino()));
         }
-        return path::dump(cx);
     }
-    if link.starts_with("pipe:[") {
-        return pipe::dump(cx);
+    if stdio {
+        table.stdio.push((id, fd));
     }
-    match link {
-        "anon_inode:[eventfd]" => return eventfd::dump(cx),
-        "anon_inode:[timerfd]" => return timerfd::dump(cx),
-        "anon_inode:[signalfd]" => return signalfd::dump(cx),
-        "anon_inode:[eventpoll]" => return epoll::dump(cx),
-        "anon_inode:inotify" => return inotify::dump(cx),
-        _ => {}
-    }
-    if link.starts_with("socket:[") {
-        let ino: u64 = link
-            .trim_start_matches("socket:[")
-            .trim_end_matches(']')
-            .parse()
-            .unwrap_or(0);
-        if !cx.unix_table.iter().any(|s| s.ino as u64 == ino) {
-            if let Some(t) = tcp::find(cx.pid, ino) {
-                return tcp::dump(cx, t);
-            }
-        }
-        let table = cx.unix_table;
-        return unix::dump(cx, table);
-    }
-    let kind = link.split(':').next().unwrap_or(link).to_string();
-    Err(FilesError::Unsupported {
-        pid: cx.pid,
-        fd: cx.fd,
-        kind: link.to_string(),
-        why: match kind.as_str() {
-            "anon_inode" => "event and notification fds come with process trees",
-            _ => "unknown descriptor type",
-        },
-    })
+    Ok(kind)
 }
 
-/// Open the file of `entry` in the restorer, positioned and flagged as saved.
-/// `own_fd` is the fd number the process had it at (for external files).
-pub fn open(cx: &mut OpenCx, entry: &FileEntry, own_fd: i32) -> Result<OwnedFd, FilesError> {
-    match &entry.kind {
-        FileKindEntry::Path { .. } => path::open(entry),
-        FileKindEntry::Deleted { .. } => deleted::open(cx.dir, entry),
-        FileKindEntry::Memfd { .. } => memfd::open(cx.dir, entry),
-        FileKindEntry::Pipe { .. } => pipe::open(cx, entry),
-        FileKindEntry::Eventfd { .. } => eventfd::open(entry),
-        FileKindEntry::Timerfd { .. } => timerfd::open(entry),
-        FileKindEntry::Signalfd { .. } => signalfd::open(entry),
-        FileKindEntry::Epoll { .. } => epoll::open(entry),
-        FileKindEntry::Inotify { .. } => inotify::open(entry),
-        FileKindEntry::UnixSocket { .. } => unix::open(cx, entry),
-        FileKindEntry::TcpListen { .. } => tcp::open(entry),
-        FileKindEntry::TcpEstablished { .. } => tcp::open_established(cx.dir, entry),
-        FileKindEntry::Fifo { .. } => fifo::open(cx, entry),
-        FileKindEntry::Pty { .. } => pty::open(cx, entry),
-        FileKindEntry::External { .. } => external::open(entry, own_fd),
+/// Open the file of `entry` in the restorer, positioned and flagged as saved; `cx.fd` is the
+/// first fd number it is opened for. A file the restore command hands in with `--inherit-fd`
+/// is that descriptor instead.
+pub fn open(cx: &mut OpenCx, entry: &FileEntry) -> Result<OwnedFd, FilesError> {
+    let name = match &entry.kind {
+        FileKindEntry::External { what, .. } => Some(what.as_str()),
+        _ => entry.link.as_deref(),
+    };
+    if let Some(i) = name.and_then(|n| cx.inherit.iter().find(|i| i.name == n)) {
+        return stasis_sys::pidfd::dup_at_least(i.fd, 0).map_err(|e| FilesError::Open {
+            id: entry.id,
+            op: "take the restore command's descriptor (--inherit-fd) for",
+            path: format!("fd {} ({})", i.fd, i.name).into(),
+            source: e.into(),
+        });
     }
+    let f = kind_of(&entry.kind).open(cx, entry)?;
+    lock::take_on_file(entry.id, &f, &entry.locks)?;
+    Ok(f)
+}
+
+/// Inside process `p` (traced as `t`), once its fds are in place: each kind's after-placed
+/// step, for the files this process holds first in the tree (at the first fd it holds them).
+pub fn placed(
+    t: &mut PtraceTracee,
+    s: Scratch,
+    processes: &[ProcessEntry],
+    all: &[FileEntry],
+    p: &ProcessEntry,
+) -> Result<(), FilesError> {
+    for (i, fd) in p.fds.iter().enumerate() {
+        if p.fds[..i].iter().any(|g| g.file_id == fd.file_id) {
+            continue;
+        }
+        let first = processes
+            .iter()
+            .find(|q| q.fds.iter().any(|g| g.file_id == fd.file_id))
+            .map(|q| q.pid);
+        if first != Some(p.pid) {
+            continue;
+        }
+        let Some(f) = all.iter().find(|f| f.id == fd.file_id) else {
+            continue;
+        };
+        kind_of(&f.kind)
+            .placed(t, s, f, fd.fd)
+            .map_err(|source| FilesError::Placed {
+                pid: p.pid,
+                fd: fd.fd,
+                step: "setting up the file after its fds were placed",
+                source,
+            })?;
+    }
+    Ok(())
+}
+
+/// Inside process `p`, once the parked copies of its fds are closed: its POSIX record locks
+/// (closing any fd of a file drops the process's POSIX locks on it, so they come last).
+pub fn take_posix_locks(
+    t: &mut PtraceTracee,
+    s: Scratch,
+    all: &[FileEntry],
+    p: &ProcessEntry,
+) -> Result<(), FilesError> {
+    for fd in &p.fds {
+        if let Some(f) = all.iter().find(|f| f.id == fd.file_id) {
+            lock::take_posix(t, s, p.pid, fd.fd, &f.locks).map_err(|source| {
+                FilesError::Placed {
+                    pid: p.pid,
+                    fd: fd.fd,
+                    step: "taking its POSIX locks",
+                    source,
+                }
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// In the restorer, once the whole tree is rebuilt: each kind's finishing step.
+pub fn finish(cx: &mut OpenCx) -> Result<(), FilesError> {
+    for k in KINDS {
+        k.finish(cx)?;
+    }
+    Ok(())
 }
 
 /// Open flags to reopen a file with the saved ones (never create or truncate again).
@@ -363,7 +627,6 @@ pub fn reopen_flags(saved: u32) -> i32 {
 
 /// Set the file offset of a reopened file (non-seekable files keep theirs).
 pub fn seek(fd: &OwnedFd, pos: u64) {
-    use std::os::fd::AsRawFd;
     let _ = nix::unistd::lseek(fd.as_raw_fd(), pos as i64, nix::unistd::Whence::SeekSet);
 }
 
@@ -421,6 +684,7 @@ pub fn dump_mapped_deleted(
         pid,
         fd: -1,
         link: &link,
+        mode: meta.mode(),
         info: &FdInfo::default(),
         stolen: &fd,
         image_dir,
@@ -429,6 +693,7 @@ pub fn dump_mapped_deleted(
         unix_table: &[],
         tcp_established: false,
         repaired: &mut table.repaired,
+        ghost_limit: table.ghost_limit,
     };
     let kind = if link.starts_with("/memfd:") {
         memfd::dump(&mut cx)?
@@ -445,7 +710,38 @@ pub fn dump_mapped_deleted(
         pos: 0,
         kind,
         locks: Vec::new(),
+        link: Some(link),
     });
     table.inodes.push((id, meta.ino()));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_entry_tag_has_exactly_one_kind() {
+        let mut seen = std::collections::HashSet::new();
+        for k in KINDS {
+            for t in k.tags() {
+                assert!(seen.insert(*t), "tag {t} claimed twice");
+            }
+        }
+        for t in stasis_image::FileKindEntry::TAGS {
+            assert!(seen.contains(t), "no kind rebuilds {t}");
+        }
+    }
+
+    #[test]
+    fn inherit_fd_arguments() {
+        let i: InheritFd = "fd[3]:pipe:[1234]".parse().unwrap();
+        assert_eq!((i.fd, i.name.as_str()), (3, "pipe:[1234]"));
+        let i: InheritFd = "fd[0]:/var/log/a:b".parse().unwrap();
+        assert_eq!((i.fd, i.name.as_str()), (0, "/var/log/a:b"));
+        for bad in ["3:pipe", "fd[x]:a", "fd[3]:", "fd[3]pipe"] {
+            let e = bad.parse::<InheritFd>().unwrap_err();
+            assert!(e.contains("fd[N]:NAME"), "{e}");
+        }
+    }
 }

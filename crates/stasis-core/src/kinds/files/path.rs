@@ -6,6 +6,24 @@ use stasis_image::{FileEntry, FileKindEntry};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
+/// The kind: see the module doc.
+pub struct ByPath;
+
+impl super::FileKind for ByPath {
+    fn tags(&self) -> &'static [&'static str] {
+        &["path"]
+    }
+    fn claims(&self, cx: &DumpFd) -> bool {
+        cx.link.starts_with('/')
+    }
+    fn dump(&self, cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
+        dump(cx)
+    }
+    fn open(&self, _cx: &mut super::OpenCx, entry: &FileEntry) -> Result<OwnedFd, FilesError> {
+        open(entry)
+    }
+}
+
 pub fn dump(cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
     let meta = std::fs::File::from(cx.stolen.try_clone().map_err(|source| FilesError::Proc {
         pid: cx.pid,
@@ -22,9 +40,6 @@ pub fn dump(cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
     })?;
     let mode = meta.mode();
     let ft = mode & libc::S_IFMT;
-    if ft == libc::S_IFIFO {
-        return super::fifo::dump(cx, meta.ino());
-    }
     if ft != libc::S_IFREG && ft != libc::S_IFDIR && ft != libc::S_IFCHR && ft != libc::S_IFBLK {
         return Err(FilesError::Unsupported {
             pid: cx.pid,

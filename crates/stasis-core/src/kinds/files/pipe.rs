@@ -10,6 +10,34 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 
+/// The kind: see the module doc.
+pub struct Pipe;
+
+impl super::FileKind for Pipe {
+    fn tags(&self) -> &'static [&'static str] {
+        &["pipe"]
+    }
+    fn claims(&self, cx: &DumpFd) -> bool {
+        cx.link.starts_with("pipe:[")
+    }
+    fn dump(&self, cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
+        dump(cx)
+    }
+    fn leads_outside(&self, entry: &FileEntry, all: &[FileEntry]) -> bool {
+        let FileKindEntry::Pipe { pipe_id, .. } = &entry.kind else {
+            return false;
+        };
+        let reads = |f: &FileEntry| f.flags as i32 & libc::O_ACCMODE != libc::O_WRONLY;
+        !all.iter().any(|f| {
+            matches!(&f.kind, FileKindEntry::Pipe { pipe_id: p, .. } if p == pipe_id)
+                && reads(f) != reads(entry)
+        })
+    }
+    fn open(&self, cx: &mut OpenCx, entry: &FileEntry) -> Result<OwnedFd, FilesError> {
+        open(cx, entry)
+    }
+}
+
 fn pipe_id(link: &str) -> u64 {
     link.trim_start_matches("pipe:[")
         .trim_end_matches(']')
@@ -82,10 +110,13 @@ pub fn buffered(cx: &mut DumpFd, size: u32) -> Result<Option<stasis_image::BlobR
     if data.is_empty() {
         return Ok(None);
     }
-    let name = format!("blob-{}", *cx.next_blob);
-    *cx.next_blob += 1;
+    let name = cx.blob_name();
     Ok(Some(stasis_image::write_blob(cx.image_dir, &name, &data)?))
 }
+
+/// New pipes by saved pipe id: (read end, write end).
+#[derive(Default)]
+struct Pipes(std::collections::HashMap<u64, (OwnedFd, OwnedFd)>);
 
 pub fn open(cx: &mut OpenCx, entry: &FileEntry) -> Result<OwnedFd, FilesError> {
     let FileKindEntry::Pipe {
@@ -102,14 +133,16 @@ pub fn open(cx: &mut OpenCx, entry: &FileEntry) -> Result<OwnedFd, FilesError> {
         path: format!("pipe:[{pipe_id}]").into(),
         source,
     };
-    if !cx.pipes.contains_key(pipe_id) {
+    let dir = cx.dir;
+    let pipes = &mut cx.state::<Pipes>().0;
+    if !pipes.contains_key(pipe_id) {
         let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| oerr("create", e.into()))?;
         let _ = fcntl(w.as_raw_fd(), FcntlArg::F_SETPIPE_SZ(*size as i32));
-        cx.pipes.insert(*pipe_id, (r, w));
+        pipes.insert(*pipe_id, (r, w));
     }
-    let (r, w) = &cx.pipes[pipe_id];
+    let (r, w) = &pipes[pipe_id];
     if let Some(blob) = data {
-        let bytes = stasis_image::read_blob(cx.dir, blob)?;
+        let bytes = stasis_image::read_blob(dir, blob)?;
         std::fs::File::from(w.try_clone().map_err(|e| oerr("dup", e))?)
             .write_all(&bytes)
             .map_err(|e| oerr("refill", e))?;

@@ -8,6 +8,24 @@ use stasis_image::{FileEntry, FileKindEntry};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 
+/// The kind: see the module doc.
+pub struct Pty;
+
+impl super::FileKind for Pty {
+    fn tags(&self) -> &'static [&'static str] {
+        &["pty"]
+    }
+    fn claims(&self, cx: &DumpFd) -> bool {
+        is_pty(cx.link)
+    }
+    fn dump(&self, cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
+        dump(cx)
+    }
+    fn open(&self, cx: &mut super::OpenCx, entry: &FileEntry) -> Result<OwnedFd, FilesError> {
+        open(cx, entry)
+    }
+}
+
 pub fn is_pty(link: &str) -> bool {
     link == "/dev/ptmx"
         || link == "/dev/pts/ptmx"
@@ -60,6 +78,10 @@ pub fn dump(cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
     })
 }
 
+/// New pty masters, by the saved pty index.
+#[derive(Default)]
+struct Masters(std::collections::HashMap<u32, OwnedFd>);
+
 pub fn open(cx: &mut OpenCx, entry: &FileEntry) -> Result<OwnedFd, FilesError> {
     let FileKindEntry::Pty {
         index,
@@ -76,8 +98,10 @@ pub fn open(cx: &mut OpenCx, entry: &FileEntry) -> Result<OwnedFd, FilesError> {
         path: format!("/dev/pts/{index}").into(),
         source,
     };
-    if !cx.ptys.contains_key(index) {
-        if !cx.all.iter().any(
+    let all = cx.all;
+    let ptys = &mut cx.state::<Masters>().0;
+    if !ptys.contains_key(index) {
+        if !all.iter().any(
             |f| matches!(&f.kind, FileKindEntry::Pty { index: i, master: true, .. } if i == index),
         ) {
             return Err(FilesError::Changed {
@@ -99,9 +123,9 @@ pub fn open(cx: &mut OpenCx, entry: &FileEntry) -> Result<OwnedFd, FilesError> {
             .map_err(|e| oerr("set termios of", e.into()))?;
         stasis_sys::tty::set_winsize(m.as_raw_fd(), *winsize)
             .map_err(|e| oerr("set the window size of", e.into()))?;
-        cx.ptys.insert(*index, m);
+        ptys.insert(*index, m);
     }
-    let m = &cx.ptys[index];
+    let m = &ptys[index];
     let fd = if *master {
         m.try_clone().map_err(|e| oerr("dup", e))?
     } else {

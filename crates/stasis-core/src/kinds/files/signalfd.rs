@@ -4,6 +4,24 @@ use super::{DumpFd, FilesError};
 use stasis_image::{FileEntry, FileKindEntry};
 use std::os::fd::OwnedFd;
 
+/// The kind: see the module doc.
+pub struct Signalfd;
+
+impl super::FileKind for Signalfd {
+    fn tags(&self) -> &'static [&'static str] {
+        &["signalfd"]
+    }
+    fn claims(&self, cx: &DumpFd) -> bool {
+        cx.link == "anon_inode:[signalfd]"
+    }
+    fn dump(&self, cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
+        dump(cx)
+    }
+    fn open(&self, _cx: &mut super::OpenCx, entry: &FileEntry) -> Result<OwnedFd, FilesError> {
+        open(entry)
+    }
+}
+
 pub fn dump(cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
     let mask = cx
         .info

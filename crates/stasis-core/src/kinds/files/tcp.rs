@@ -11,6 +11,68 @@ use std::os::fd::{AsRawFd, OwnedFd};
 const LISTEN: u8 = 10;
 const ESTABLISHED: u8 = 1;
 
+/// The kind: see the module doc.
+pub struct Tcp;
+
+/// Connections rebuilt in repair mode, left only once the whole tree stands.
+#[derive(Default)]
+struct InRepair(Vec<OwnedFd>);
+
+impl super::FileKind for Tcp {
+    fn tags(&self) -> &'static [&'static str] {
+        &["tcp-listen", "tcp-established"]
+    }
+    fn claims(&self, cx: &DumpFd) -> bool {
+        socket_ino(cx.link).is_some_and(|ino| {
+            !cx.unix_table.iter().any(|s| s.ino as u64 == ino) && find(cx.pid, ino).is_some()
+        })
+    }
+    fn dump(&self, cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
+        let s = socket_ino(cx.link)
+            .and_then(|ino| find(cx.pid, ino))
+            .ok_or(FilesError::Unsupported {
+                pid: cx.pid,
+                fd: cx.fd,
+                kind: cx.link.to_string(),
+                why: "the TCP socket vanished while it was dumped",
+            })?;
+        dump(cx, s)
+    }
+    fn open(&self, cx: &mut super::OpenCx, entry: &FileEntry) -> Result<OwnedFd, FilesError> {
+        if !matches!(entry.kind, FileKindEntry::TcpEstablished { .. }) {
+            return open(entry);
+        }
+        let fd = open_established(cx.dir, entry)?;
+        let keep = fd.try_clone().map_err(|source| FilesError::Open {
+            id: entry.id,
+            op: "dup",
+            path: "a TCP connection in repair mode".into(),
+            source,
+        })?;
+        cx.state::<InRepair>().0.push(keep);
+        Ok(fd)
+    }
+    fn finish(&self, cx: &mut super::OpenCx) -> Result<(), FilesError> {
+        for fd in cx.state::<InRepair>().0.drain(..) {
+            leave_repair(fd.as_raw_fd()).map_err(|e| FilesError::Open {
+                id: 0,
+                op: "take out of repair mode",
+                path: "a TCP connection".into(),
+                source: e.into(),
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// The inode of a `socket:[N]` link.
+fn socket_ino(link: &str) -> Option<u64> {
+    link.strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
 /// The TCP socket with inode `ino` in the process's network namespace, if any.
 pub fn find(pid: i32, ino: u64) -> Option<stasis_procfs::net::TcpSock> {
     ["tcp", "tcp6"].iter().find_map(|f| {

@@ -13,6 +13,24 @@ fn parse_ts(v: &str) -> Option<u64> {
     Some(s.trim().parse::<u64>().ok()? * 1_000_000_000 + ns.trim().parse::<u64>().ok()?)
 }
 
+/// The kind: see the module doc.
+pub struct Timerfd;
+
+impl super::FileKind for Timerfd {
+    fn tags(&self) -> &'static [&'static str] {
+        &["timerfd"]
+    }
+    fn claims(&self, cx: &DumpFd) -> bool {
+        cx.link == "anon_inode:[timerfd]"
+    }
+    fn dump(&self, cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
+        dump(cx)
+    }
+    fn open(&self, _cx: &mut super::OpenCx, entry: &FileEntry) -> Result<OwnedFd, FilesError> {
+        open(entry)
+    }
+}
+
 pub fn dump(cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
     let bad = || FilesError::Unsupported {
         pid: cx.pid,

@@ -15,6 +15,24 @@ pub const ESTABLISHED: u8 = 1;
 pub const UNCONNECTED: u8 = 7;
 pub const LISTEN: u8 = 10;
 
+/// The kind: see the module doc.
+pub struct Unix;
+
+impl super::FileKind for Unix {
+    fn tags(&self) -> &'static [&'static str] {
+        &["unix-socket"]
+    }
+    fn claims(&self, cx: &DumpFd) -> bool {
+        cx.link.starts_with("socket:[")
+    }
+    fn dump(&self, cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
+        dump(cx, cx.unix_table)
+    }
+    fn open(&self, cx: &mut super::OpenCx, entry: &FileEntry) -> Result<OwnedFd, FilesError> {
+        open(cx, entry)
+    }
+}
+
 pub fn dump(cx: &mut DumpFd, table: &[UnixSock]) -> Result<FileKindEntry, FilesError> {
     let ino: u32 = cx
         .link
@@ -30,7 +48,7 @@ pub fn dump(cx: &mut DumpFd, table: &[UnixSock]) -> Result<FileKindEntry, FilesE
     };
     let Some(s) = table.iter().find(|s| s.ino == ino) else {
         return Err(unsupported(
-            "only AF_UNIX sockets and TCP listeners are supported yet (UDP, netlink and others come later)",
+            "it is neither an AF_UNIX nor a TCP socket (UDP, raw, netlink and packet sockets cannot be saved)",
         ));
     };
     if s.state == LISTEN && s.rqlen > 0 {
@@ -134,6 +152,10 @@ fn refill(
     Ok(())
 }
 
+/// The other ends of socket pairs made so far, by the saved socket inode they stand for.
+#[derive(Default)]
+struct Peers(std::collections::HashMap<u32, OwnedFd>);
+
 pub fn open(cx: &mut OpenCx, entry: &FileEntry) -> Result<OwnedFd, FilesError> {
     let FileKindEntry::UnixSocket {
         ino,
@@ -154,7 +176,7 @@ pub fn open(cx: &mut OpenCx, entry: &FileEntry) -> Result<OwnedFd, FilesError> {
         source,
     };
     let fd = if *state == ESTABLISHED && *peer != 0 {
-        if let Some(mine) = cx.unix_peers.remove(ino) {
+        if let Some(mine) = cx.state::<Peers>().0.remove(ino) {
             mine
         } else {
             let other = cx
@@ -184,7 +206,7 @@ pub fn open(cx: &mut OpenCx, entry: &FileEntry) -> Result<OwnedFd, FilesError> {
             {
                 refill(cx.dir, &a, q2, m2)?;
             }
-            cx.unix_peers.insert(*peer, b);
+            cx.state::<Peers>().0.insert(*peer, b);
             a
         }
     } else {
