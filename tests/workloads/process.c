@@ -1,5 +1,5 @@
 // process.c: per-process kernel attributes: PID, session and process group,
-// cwd, umask, all 16 rlimits, personality, comm, credentials and
+// cwd, umask, all 16 rlimits, personality, comm, oom_score_adj, credentials and
 // capabilities, the rseq registration, the robust futex list head, the
 // clear_child_tid address, the mm's recorded layout (cmdline, environ,
 // auxv, exe link, start/end fields of /proc/self/stat).
@@ -227,6 +227,11 @@ int main(int argc, char **argv)
 		wl_setup_fail("personality");
 	if (prctl(PR_SET_NAME, "stasis-wl-p") < 0)
 		wl_setup_fail("PR_SET_NAME");
+	/* the OOM killer's adjustment (raising it needs no privilege) */
+	int oom = open("/proc/self/oom_score_adj", O_WRONLY);
+	if (oom < 0 || write(oom, "400", 3) != 3)
+		wl_setup_fail("oom_score_adj");
+	close(oom);
 	int rseq_len = __rseq_size ? rseq_registered_len() : -1;
 	if (__rseq_size && rseq_len < 0)
 		wl_setup_fail("rseq: glibc says registered but the kernel disagrees");
@@ -252,6 +257,10 @@ int main(int argc, char **argv)
 	wl_check(after.sid == after.pid && after.pgrp == after.pid, "session",
 		 "getsid %d getpgrp %d getpid %d: should all be equal", after.sid,
 		 after.pgrp, after.pid);
+
+	char oom_now[16] = "";
+	wl_read_file("/proc/self/oom_score_adj", oom_now, sizeof oom_now);
+	wl_check(atoi(oom_now) == 400, "oom_score_adj", "expected 400 got %s", oom_now);
 
 	/* fs context */
 	wl_check(strcmp(after.cwd, before.cwd) == 0 && after.cwd_ino == before.cwd_ino &&

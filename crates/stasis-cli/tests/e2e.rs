@@ -121,7 +121,7 @@ fn memory_with_compressed_pages() {
     r.assert_ok();
     let s = run_stasis(&["show", c.image().to_str().unwrap(), "--json"]);
     let j: serde_json::Value = serde_json::from_str(&s.stdout).unwrap();
-    assert_eq!(j["format"], "1.3");
+    assert_eq!(j["format"], "1.4");
     let dir = c.image();
     let pages = std::fs::read_dir(&dir)
         .unwrap()
@@ -913,4 +913,26 @@ fn stdio_files_are_restored_as_the_files_they_were() {
         "the job's output went to the restore command's stdout"
     );
     assert!(since_dump(&c, "before.out.err").contains("stderr-after-restore"));
+}
+
+/// Deleted files keep holes (a 64 MiB hole stays a hole), data, owner, mode, times, and fds
+/// that are write-only or O_PATH (which the dump cannot read through: it reopens the file).
+#[test]
+fn deleted_files_keep_holes_owner_times_and_odd_fds() {
+    let _g = serial();
+    let r = workload("ghost", &[]);
+    for check in [
+        "hole-kept",
+        "extents",
+        "owner",
+        "mtime",
+        "write-only-fd-writes",
+        "opath-fd",
+    ] {
+        assert!(
+            r.after.contains(&format!("ok {check}")),
+            "{check}: {}",
+            r.after
+        );
+    }
 }

@@ -644,3 +644,70 @@ fn file_locks_without_file_locks_are_refused_and_left_held() {
         "{st}: {out}"
     );
 }
+
+/// A deleted file with more data than --ghost-limit (holes do not count) is refused by name,
+/// and the process runs on; with a larger limit the same process dumps.
+#[test]
+fn deleted_file_over_the_ghost_limit_is_refused() {
+    let _g = serial();
+    let c = Case::new();
+    let bin = build("ghost", &[], "ghost");
+    let (mut child, pid) = start_workload(&c, &bin);
+    let dump = |limit: &str, dir: &Path| {
+        run_stasis(&[
+            "dump",
+            "--pid",
+            &pid.to_string(),
+            "--dir",
+            dir.to_str().unwrap(),
+            "--ghost-limit",
+            limit,
+        ])
+    };
+    let o = dump("4K", &c.image());
+    assert!(!o.status.success(), "8 KiB of data passed a 4K limit");
+    assert!(
+        o.stderr.contains("wl-ghost-sparse-") && o.stderr.contains("--ghost-limit"),
+        "{}",
+        o.stderr
+    );
+    assert!(!c.image().exists());
+    no_leftovers(&c.image());
+    assert!(alive(pid));
+    // 8 KiB of data in a 64 MiB file: the hole does not count against 16K.
+    let o = dump("16K", &c.path("second"));
+    assert!(o.status.success(), "{}", o.stderr);
+    signal(pid, libc::SIGUSR2);
+    let st = wait_timeout(&mut child, Duration::from_secs(20));
+    let out = std::fs::read_to_string(c.path("before.out")).unwrap();
+    assert!(st.success() && !out.contains("FAIL"), "{st}: {out}");
+}
+
+/// A pending SIGTRAP cannot be told apart from the tracer's own traps: the dump is refused
+/// naming it, and the process keeps the signal (it reads it after the refused dump).
+#[test]
+fn pending_sigtrap_is_refused_and_kept() {
+    let _g = serial();
+    let c = Case::new();
+    let pf = c.path("pidfile");
+    let script = format!(
+        "import os, signal, time, sys\n\
+         signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTRAP])\n\
+         os.kill(os.getpid(), signal.SIGTRAP)\n\
+         signal.signal(signal.SIGUSR2, lambda *a: None)\n\
+         print('fd 0', flush=True)\n\
+         open('{pf}.tmp', 'w').write(f'{{os.getpid()}}\\n'); os.rename('{pf}.tmp', '{pf}')\n\
+         signal.sigwait([signal.SIGUSR2])\n\
+         sys.exit(7 if signal.SIGTRAP in signal.sigpending() else 1)\n",
+        pf = pf.display()
+    );
+    let (mut child, pid, _, o) = refused_python_dump(&c, &script);
+    assert!(
+        o.stderr.contains(&format!("pid {pid}")) && o.stderr.contains("SIGTRAP pending"),
+        "{}",
+        o.stderr
+    );
+    signal(pid, libc::SIGUSR2);
+    let st = wait_timeout(&mut child, Duration::from_secs(20));
+    assert_eq!(st.code(), Some(7), "the pending SIGTRAP was lost");
+}

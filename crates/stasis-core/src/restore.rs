@@ -1106,6 +1106,7 @@ fn rebuild(
     files::take_posix_locks(&mut t, s, &img.files.files, p)?;
 
     process::restore_rlimits(pidn, &p.rlimits)?;
+    process::restore_oom_score_adj(pidn, p.oom_score_adj)?;
     signal::restore_sigactions(&mut t, s, &p.sigactions)?;
     signal::restore_itimers(&mut t, s, &p.itimers)?;
     let th = &p.threads[0];

@@ -51,7 +51,7 @@ impl std::fmt::Display for FormatVersion {
 /// The version this build writes and the newest it reads. 1.1 added LZ4-compressed page runs;
 /// 1.2 pages a process shares copy-on-write with its parent (`VmaEntry::cow`), which a 1.1
 /// reader would silently lose.
-pub const CURRENT_VERSION: FormatVersion = FormatVersion { major: 1, minor: 3 };
+pub const CURRENT_VERSION: FormatVersion = FormatVersion { major: 1, minor: 4 };
 
 /// A decoded header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -112,3 +112,34 @@ fn v1_3_pending_timer_signal_is_timer_state() {
         .all(|t| t.pending_overrun.is_none()));
     img.verify_pages().expect("every run matches its checksum");
 }
+
+#[test]
+fn v1_4_stdio_as_files_and_a_sparse_ghost() {
+    let img = Image::open(&golden("v1.4/ghost")).expect("golden v1.4 image decodes");
+    let p = &img.processes[0];
+    let file = |fd: i32| {
+        let id = p.fds.iter().find(|f| f.fd == fd).expect("fd saved").file_id;
+        img.files.files.iter().find(|f| f.id == id).unwrap()
+    };
+    // stdout is the log file it was, by path, with the name --inherit-fd would match.
+    assert!(matches!(&file(1).kind, FileKindEntry::Path { path, .. } if path.ends_with("/log")));
+    assert_eq!(file(1).link.as_deref(), Some("/tmp/g14/log"));
+    // The sparse ghost: 8 KiB of data in two runs around a 64 MiB hole, owner and times kept.
+    let FileKindEntry::Deleted {
+        size,
+        extents,
+        owner,
+        times,
+        content,
+        ..
+    } = &file(4).kind
+    else {
+        panic!("fd 4 is the deleted sparse file")
+    };
+    assert_eq!(*size, Some(2 * 4096 + (64 << 20)));
+    assert_eq!(extents, &vec![(0, 4096), (4096 + (64 << 20), 4096)]);
+    assert_eq!(content.len, 8192);
+    assert_eq!(*owner, Some((1234, 4321)));
+    assert_eq!(times.unwrap()[1], (1234567890, 123456789));
+    img.verify_pages().expect("every run matches its checksum");
+}

@@ -13,6 +13,16 @@ use stasis_sys::Pid;
 pub enum ProcessError {
     #[error("no process with pid {pid}; check the pid (ps -p {pid})")]
     NoSuchProcess { pid: i32 },
+    #[error(
+        "pid {pid}: cannot set /proc/{pid}/{file} to {value} (lowering it needs CAP_SYS_RESOURCE)"
+    )]
+    Write {
+        pid: i32,
+        file: &'static str,
+        value: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("pid {pid}: cannot read /proc/{pid}/{file}")]
     Read {
         pid: i32,
@@ -162,6 +172,10 @@ pub fn dump(src: &impl ProcSource, pid: i32) -> Result<ProcInfo> {
         // /proc shows a traced process as 't' whatever it was: the dump fills this in from
         // what freezing it found.
         stopped: false,
+        oom_score_adj: src
+            .read_string(Some(pid), "oom_score_adj")
+            .ok()
+            .and_then(|v| v.trim().parse().ok()),
     };
     Ok(ProcInfo {
         status,
@@ -351,6 +365,22 @@ pub fn restore_mm(t: &mut impl Tracee, s: Scratch, mm: &MmEntry, exe_fd: i32) ->
 }
 
 /// Resource limits, set from outside with prlimit.
+/// The OOM killer's adjustment, written from outside (raising it needs no privilege; lowering
+/// it below the restorer's needs CAP_SYS_RESOURCE: that is an error naming the value).
+pub fn restore_oom_score_adj(pid: i32, adj: Option<i32>) -> Result<()> {
+    let Some(adj) = adj else { return Ok(()) };
+    let path = format!("/proc/{pid}/oom_score_adj");
+    if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == adj.to_string()) {
+        return Ok(());
+    }
+    std::fs::write(&path, adj.to_string()).map_err(|source| ProcessError::Write {
+        pid,
+        file: "oom_score_adj",
+        value: adj.to_string(),
+        source,
+    })
+}
+
 pub fn restore_rlimits(pid: i32, limits: &[RlimitEntry]) -> Result<()> {
     for l in limits {
         stasis_sys::probe::prlimit_set(Pid::from_raw(pid), l.resource, l.soft, l.hard).map_err(

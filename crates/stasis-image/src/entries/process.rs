@@ -58,6 +58,9 @@ pub struct ProcessEntry {
     /// The process was in a job-control stop at dump time and must stay stopped.
     #[serde(default)]
     pub stopped: bool,
+    /// /proc/PID/oom_score_adj (None in images before 1.4).
+    #[serde(default)]
+    pub oom_score_adj: Option<i32>,
 }
 
 fn one() -> u32 {
