@@ -936,3 +936,24 @@ fn deleted_files_keep_holes_owner_times_and_odd_fds() {
         );
     }
 }
+
+/// Pipe ends held through several descriptions (reopened through /proc) keep each its own
+/// flags, and dups keep sharing theirs (zdtm pipe01, pipe02).
+#[test]
+fn pipe_descriptions_keep_their_own_flags() {
+    let _g = serial();
+    let r = workload("pipe_flags", &[]);
+    for check in [
+        "write-end-nonblock",
+        "reopened-write-end-blocking",
+        "read-ends-own-flags",
+        "dup-shares-its-description",
+        "data",
+    ] {
+        assert!(
+            r.after.contains(&format!("ok {check}")),
+            "{check}: {}",
+            r.after
+        );
+    }
+}

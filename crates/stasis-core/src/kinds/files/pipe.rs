@@ -1,6 +1,7 @@
 //! Pipes. Dump copies the bytes buffered in a pipe without consuming them: it opens a fresh
 //! read end through /proc/PID/fd/N and tee(2)s the buffers into a pipe of ours. Restore makes
-//! one new pipe per saved pipe, refills it, and hands out its ends. A pipe whose other end is
+//! one new pipe per saved pipe, refills it, and hands out a description of the right end for
+//! each saved one (so flags stay per description). A pipe whose other end is
 //! outside the dumped processes gets a new, unconnected other end.
 
 use super::{DumpFd, FilesError, OpenCx};
@@ -152,7 +153,16 @@ pub fn open(cx: &mut OpenCx, entry: &FileEntry) -> Result<OwnedFd, FilesError> {
     } else {
         r
     };
-    let fd = end.try_clone().map_err(|e| oerr("dup", e))?;
+    // Each saved description gets a description of its own on the pipe (reopened through
+    // /proc, as a process does to hold two ends with different flags): O_NONBLOCK lives in
+    // the description, and fds that shared one share the one made here.
+    let fd: OwnedFd = std::fs::OpenOptions::new()
+        .read(end.as_raw_fd() == r.as_raw_fd())
+        .write(end.as_raw_fd() == w.as_raw_fd())
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(format!("/proc/self/fd/{}", end.as_raw_fd()))
+        .map_err(|e| oerr("open a description of", e))?
+        .into();
     // O_NONBLOCK lives in the open file description: set what the process had.
     let fl = OFlag::from_bits_truncate(entry.flags as i32 & libc::O_NONBLOCK);
     fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(fl)).map_err(|e| oerr("set flags of", e.into()))?;
