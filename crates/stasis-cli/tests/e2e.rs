@@ -957,3 +957,46 @@ fn pipe_descriptions_keep_their_own_flags() {
         );
     }
 }
+
+/// epoll registrations made under an fd number that was closed, or reused for another file,
+/// come back (zdtm epoll, epoll01: EEXIST before).
+#[test]
+fn epoll_registrations_that_outlived_their_fd_number() {
+    let _g = serial();
+    let r = workload("epoll_moved", &[]);
+    for check in [
+        "all-three-fire",
+        "fd10-is-the-eventfd",
+        "fd11-still-closed",
+        "pipe-data",
+    ] {
+        assert!(
+            r.after.contains(&format!("ok {check}")),
+            "{check}: {}",
+            r.after
+        );
+    }
+}
+
+/// pidfds: of the process itself, of a child in the tree, of children already gone (zdtm
+/// pidfd_self, pidfd_child, pidfd_kill, pidfd_dead, pidfd_diffdead).
+#[test]
+fn pidfds_name_the_same_processes() {
+    let _g = serial();
+    let r = workload("pidfds", &[]);
+    for check in [
+        "self",
+        "self-nonblock",
+        "child-dup-same",
+        "child-killed-and-reaped-by-pidfd",
+        "grandchild-killed-by-pidfd",
+        "gone-esrch",
+        "gone-inodes",
+    ] {
+        assert!(
+            r.after.contains(&format!("ok {check}")),
+            "{check}: {}",
+            r.after
+        );
+    }
+}

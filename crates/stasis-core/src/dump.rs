@@ -347,6 +347,11 @@ fn write_image(
         .map(|p| (p.pid.as_raw(), p.ppid))
         .collect();
     let cow = memory::CowPlan::scan(&procs);
+    table.tree = tree
+        .iter()
+        .flat_map(|p| std::iter::once(p.pid).chain(p.threads.iter().map(|t| t.tid)))
+        .map(|p| p.as_raw())
+        .collect();
     let mut total = memory::PagesStats::default();
     let mut xfeatures = 0;
     // Each process's page file is flushed in the background while the next one is copied;

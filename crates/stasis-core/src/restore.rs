@@ -172,6 +172,10 @@ fn prepare<'a>(img: &'a Image, inherit: &'a [files::InheritFd]) -> Result<Prepar
                                 fd.fd, p.pid, fd.file_id
                             ),
                         })?;
+                    if files::opens_inside(entry) {
+                        // Made by the process itself when its fds are placed.
+                        continue;
+                    }
                     cx.fd = fd.fd;
                     let f = files::open(&mut cx, entry)?;
                     let s = park(p.pid, f, &mut owned)?;
@@ -408,6 +412,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     let mut all_threads = Vec::new();
     let tree: Vec<i32> = img.processes.iter().map(|q| q.pid).collect();
     let mut zombies = Vec::new();
+    let mut deferred = Vec::new();
     // Pages are copied by a thread of their own while this one, the tracer, rebuilds the
     // next process (ptrace requests must come from the tracing thread; memory writes need
     // not), so both CPUs work on a tree.
@@ -463,8 +468,13 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
                 };
                 let pin = Pinned::new(pid);
                 let t_rebuild = Instant::now();
-                let (st, later, threads) =
-                    rebuild(pid, &img, p, pm, &pages, &prep, &mut guard.pids)?;
+                let Rebuilt {
+                    written: st,
+                    later,
+                    threads,
+                    deferred: not_yet,
+                } = rebuild(pid, &img, p, pm, &pages, &prep, &mut guard.pids)?;
+                deferred.extend(not_yet);
                 drop(pin);
                 tracing::debug!(pid = p.pid, written_here = st.map_or(0, |s| s.bytes), took = ?t_rebuild.elapsed(), since_start = ?t0.elapsed(), "process rebuilt");
                 if let Some(st) = st {
@@ -516,6 +526,10 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
         }
         Ok(())
     })?;
+    // Files that name processes restored after their holder.
+    for d in deferred {
+        place_deferred(&img, d)?;
+    }
     // Every process and file exists now (TCP connections leave repair mode).
     files::finish(&mut prep.files)?;
     // Zombies exit again with their saved status; their parents (still stopped) find them
@@ -555,6 +569,60 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
         page_bytes: stats.bytes,
         total: t0.elapsed(),
     })
+}
+
+/// Fds of a process whose files name processes restored after it (see
+/// [`files::place_inside`]): placed once the whole tree exists.
+struct Deferred {
+    pid: Pid,
+    gadget: u64,
+    fds: Vec<stasis_image::FdEntry>,
+}
+
+/// Place deferred fds in a process that is otherwise complete (its registers, credentials and
+/// seccomp filters are back: the filters are suspended for these last remote syscalls).
+fn place_deferred(img: &Image, d: Deferred) -> Result<()> {
+    let pidn = d.pid.as_raw();
+    let p = img
+        .processes
+        .iter()
+        .find(|p| p.pid == pidn)
+        .expect("deferred fds belong to a process of the image");
+    if !p.seccomp_filters.is_empty() || p.seccomp_mode != 0 {
+        ptrace::set_options(
+            d.pid,
+            ptrace::OPT_EXITKILL
+                | ptrace::OPT_TRACESYSGOOD
+                | ptrace::OPT_TRACECLONE
+                | ptrace::OPT_TRACEFORK
+                | ptrace::OPT_SUSPEND_SECCOMP,
+        )
+        .map_err(|source| RestoreError::Skeleton {
+            pid: pidn,
+            step: "suspending seccomp for the last fds",
+            source,
+        })?;
+    }
+    // Its registers and signal mask are final already: both are kept aside for these remote
+    // syscalls (no signal may be taken meanwhile) and put back after them.
+    let step = |step| {
+        move |source| RestoreError::Skeleton {
+            pid: pidn,
+            step,
+            source,
+        }
+    };
+    let mask = ptrace::get_sigmask(d.pid).map_err(step("GETSIGMASK"))?;
+    ptrace::set_sigmask(d.pid, !0u64).map_err(step("blocking signals"))?;
+    let mut t = PtraceTracee::new(d.pid)?;
+    t.set_gadget(d.gadget);
+    // No scratch memory: making these files needs none.
+    let s = Scratch { addr: 0 };
+    let placed = files::place_inside(&mut t, s, &img.files.files, p, &d.fds, true);
+    t.set_regs(&t.base_regs().clone())?;
+    ptrace::set_sigmask(d.pid, mask).map_err(step("SETSIGMASK"))?;
+    placed?;
+    Ok(())
 }
 
 /// Threads copying pages into processes while the tracer rebuilds the next ones.
@@ -835,6 +903,18 @@ fn fork_child_all(t: &mut PtraceTracee, s: Scratch, pid: i32) -> Result<Pid> {
     Ok(kid)
 }
 
+/// What rebuilding one process leaves for later.
+struct Rebuilt {
+    /// Pages written by the tracer itself.
+    written: Option<memory::PagesStats>,
+    /// Pages for the page threads.
+    later: stasis_image::PageIndexEntry,
+    /// Its threads other than the leader.
+    threads: Vec<Pid>,
+    /// Fds that wait for processes restored after it.
+    deferred: Option<Deferred>,
+}
+
 fn rebuild(
     child: Pid,
     img: &Image,
@@ -843,11 +923,7 @@ fn rebuild(
     pages: &memory::PageSource,
     prep: &Prepared,
     forked: &mut Vec<Pid>,
-) -> Result<(
-    Option<memory::PagesStats>,
-    stasis_image::PageIndexEntry,
-    Vec<Pid>,
-)> {
+) -> Result<Rebuilt> {
     let pidn = p.pid;
     ptrace::set_sigmask(child, !0u64).map_err(|source| RestoreError::Skeleton {
         pid: pidn,
@@ -1096,6 +1172,12 @@ fn rebuild(
         )
         .map_err(fds_err)?;
     }
+    let not_yet = files::place_inside(&mut t, s, &img.files.files, p, &p.fds, false)?;
+    let deferred = (!not_yet.is_empty()).then(|| Deferred {
+        pid: child,
+        gadget: t.gadget(),
+        fds: not_yet,
+    });
     files::placed(&mut t, s, &img.processes, &img.files.files, p)?;
     t.syscall(
         "close_range",
@@ -1153,7 +1235,12 @@ fn rebuild(
     for (tid, th) in threads.iter().zip(&p.threads[1..]) {
         thread::restore_cpu(*tid, th, false)?;
     }
-    Ok((stats, later, threads))
+    Ok(Rebuilt {
+        written: stats,
+        later,
+        threads,
+        deferred,
+    })
 }
 
 #[cfg(test)]

@@ -70,6 +70,48 @@ pub fn kcmp_file(pid1: Pid, fd1: RawFd, pid2: Pid, fd2: RawFd) -> SysResult<bool
     }
 }
 
+/// `kcmp(pid, pid, KCMP_EPOLL_TFD, fd, &{epfd, tfd, toff})`—Whether fd `fd` of `pid` is the
+/// file that epoll `epfd` of `pid` has registered under fd number `tfd` (the `toff`-th such
+/// registration, in the order fdinfo lists them: a registration outlives the fd it was made
+/// with while another fd holds the file, so one number may have several).
+/// See [kcmp(2)](https://man7.org/linux/man-pages/man2/kcmp.2.html).
+pub fn kcmp_epoll_target(
+    pid: Pid,
+    fd: RawFd,
+    epfd: RawFd,
+    tfd: RawFd,
+    toff: u32,
+) -> SysResult<bool> {
+    const KCMP_EPOLL_TFD: libc::c_int = 7;
+    #[repr(C)]
+    struct Slot {
+        efd: u32,
+        tfd: u32,
+        toff: u32,
+    }
+    let slot = Slot {
+        efd: epfd as u32,
+        tfd: tfd as u32,
+        toff,
+    };
+    // SAFETY: `slot` is a live kcmp_epoll_slot the kernel only reads during the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            pid.as_raw(),
+            pid.as_raw(),
+            KCMP_EPOLL_TFD,
+            fd as libc::c_ulong,
+            &slot as *const Slot as libc::c_ulong,
+        )
+    };
+    if r < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(r == 0)
+    }
+}
+
 /// `memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING)`—An anonymous memory-backed file.
 pub fn memfd_create(name: &str) -> SysResult<OwnedFd> {
     let c = std::ffi::CString::new(name).map_err(|_| Errno::EINVAL)?;

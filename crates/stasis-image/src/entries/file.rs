@@ -171,6 +171,9 @@ pub enum FileKindEntry {
         /// struct tcp_repair_window: snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup.
         window: [u32; 5],
     },
+    /// A pidfd: the process it names (-1: exited and reaped) and its pidfs inode, the same
+    /// for every pidfd of one process.
+    Pidfd { pid: i32, ino: u64 },
     /// Something outside the dumped tree (a terminal, a pipe or socket of the parent shell):
     /// restore connects it to the restore command's own fd of the same number.
     External {
@@ -201,6 +204,7 @@ impl FileKindEntry {
         "tcp-listen",
         "tcp-established",
         "external",
+        "pidfd",
     ];
 
     /// The entry's tag in the image ("type"), which says which kind rebuilds it.
@@ -221,6 +225,7 @@ impl FileKindEntry {
             Self::TcpListen { .. } => "tcp-listen",
             Self::TcpEstablished { .. } => "tcp-established",
             Self::External { .. } => "external",
+            Self::Pidfd { .. } => "pidfd",
         }
     }
 
@@ -278,6 +283,8 @@ impl FileKindEntry {
                 remote_port,
                 ..
             } => format!("TCP connection port {local_port} -> {remote_port} (repair)"),
+            Self::Pidfd { pid, .. } if *pid > 0 => format!("pidfd of pid {pid}"),
+            Self::Pidfd { .. } => "pidfd of a process that exited".into(),
             Self::External { what, .. } => {
                 format!("{what} (external: the restore command's own)")
             }
@@ -292,6 +299,11 @@ pub struct EpollItemEntry {
     pub tfd: i32,
     pub events: u32,
     pub data: u64,
+    /// When fd `tfd` no longer holds the registered file (it was closed, or reused for another
+    /// file), another fd of the process that does: restore registers through it, put at
+    /// `tfd` for the moment of the registration.
+    #[serde(default)]
+    pub via: Option<i32>,
 }
 
 /// One inotify watch.
@@ -416,6 +428,7 @@ mod tests {
                 what: "/dev/pts/0".into(),
                 fd: Some(0),
             },
+            FileKindEntry::Pidfd { pid: 1, ino: 2 },
         ];
         assert_eq!(all.len(), FileKindEntry::TAGS.len());
         for e in &all {

@@ -56,6 +56,7 @@ pub fn parse_item(v: &str) -> Option<EpollItemEntry> {
         tfd,
         events: events?,
         data: data?,
+        via: None,
     })
 }
 
@@ -71,7 +72,39 @@ pub fn dump(cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
             })?);
         }
     }
+    for i in 0..items.len() {
+        let tfd = items[i].tfd;
+        let toff = items[..i].iter().filter(|o| o.tfd == tfd).count() as u32;
+        items[i].via = registered_through(cx, tfd, toff)?;
+    }
     Ok(FileKindEntry::Epoll { items })
+}
+
+/// None when fd `tfd` of the process still holds the file registered under that number (the
+/// `toff`-th registration under it);
+/// otherwise (the fd was closed or reused) another fd of the process that holds it.
+fn registered_through(cx: &DumpFd, tfd: i32, toff: u32) -> Result<Option<i32>, FilesError> {
+    use stasis_sys::pidfd::kcmp_epoll_target;
+    let pid = stasis_sys::Pid::from_raw(cx.pid);
+    if kcmp_epoll_target(pid, tfd, cx.fd, tfd, toff).unwrap_or(false) {
+        return Ok(None);
+    }
+    let fds =
+        std::fs::read_dir(format!("/proc/{}/fd", cx.pid)).map_err(|source| FilesError::Proc {
+            pid: cx.pid,
+            fd: cx.fd,
+            what: "/proc/PID/fd",
+            source,
+        })?;
+    fds.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .find(|&fd| kcmp_epoll_target(pid, fd, cx.fd, tfd, toff).unwrap_or(false))
+        .map(Some)
+        .ok_or(FilesError::Unsupported {
+            pid: cx.pid,
+            fd: cx.fd,
+            kind: format!("{} (registration of fd {tfd})", cx.link),
+            why: "the registered file is held by no fd of this process any more",
+        })
 }
 
 pub fn open(entry: &FileEntry) -> Result<OwnedFd, FilesError> {
@@ -97,20 +130,71 @@ pub fn register(
         ev.extend_from_slice(&it.events.to_le_bytes());
         ev.extend_from_slice(&it.data.to_le_bytes());
         t.write_mem(s.at(3072), &ev)?;
+        let Some(via) = it.via else {
+            ctl_add(t, s, epfd, it.tfd)?;
+            continue;
+        };
+        // The file was registered under a number that now holds another file, or nothing: it
+        // goes there for the registration (the kernel keys it by file and number), and
+        // whatever was there comes back, with its close-on-exec flag.
+        let fdflags = match t.syscall(
+            "fcntl(F_GETFD)",
+            libc::SYS_fcntl,
+            [it.tfd as u64, libc::F_GETFD as u64, 0, 0, 0, 0],
+        ) {
+            Ok(f) => Some(f),
+            Err(TraceeError::Syscall {
+                source: stasis_sys::Errno::EBADF,
+                ..
+            }) => None,
+            Err(e) => return Err(e),
+        };
+        let aside = match fdflags {
+            Some(_) => Some(t.syscall(
+                "fcntl(F_DUPFD_CLOEXEC)",
+                libc::SYS_fcntl,
+                [it.tfd as u64, libc::F_DUPFD_CLOEXEC as u64, 0, 0, 0, 0],
+            )?),
+            None => None,
+        };
         t.syscall(
-            "epoll_ctl(EPOLL_CTL_ADD)",
-            libc::SYS_epoll_ctl,
-            [
-                epfd as u64,
-                libc::EPOLL_CTL_ADD as u64,
-                it.tfd as u64,
-                s.at(3072),
-                0,
-                0,
-            ],
+            "dup3",
+            libc::SYS_dup3,
+            [via as u64, it.tfd as u64, 0, 0, 0, 0],
         )?;
+        ctl_add(t, s, epfd, it.tfd)?;
+        match (aside, fdflags) {
+            (Some(a), Some(f)) => {
+                let cloexec = if f & libc::FD_CLOEXEC as u64 != 0 {
+                    libc::O_CLOEXEC as u64
+                } else {
+                    0
+                };
+                t.syscall("dup3", libc::SYS_dup3, [a, it.tfd as u64, cloexec, 0, 0, 0])?;
+                t.syscall("close", libc::SYS_close, [a, 0, 0, 0, 0, 0])?;
+            }
+            _ => {
+                t.syscall("close", libc::SYS_close, [it.tfd as u64, 0, 0, 0, 0, 0])?;
+            }
+        }
     }
     Ok(())
+}
+
+/// `epoll_ctl(epfd, EPOLL_CTL_ADD, tfd, event)` with the event already in the scratch area.
+fn ctl_add(t: &mut impl Tracee, s: Scratch, epfd: i32, tfd: i32) -> Result<u64, TraceeError> {
+    t.syscall(
+        "epoll_ctl(EPOLL_CTL_ADD)",
+        libc::SYS_epoll_ctl,
+        [
+            epfd as u64,
+            libc::EPOLL_CTL_ADD as u64,
+            tfd as u64,
+            s.at(3072),
+            0,
+            0,
+        ],
+    )
 }
 
 #[cfg(test)]

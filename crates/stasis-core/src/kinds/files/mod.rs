@@ -17,6 +17,7 @@ pub mod inotify;
 pub mod lock;
 pub mod memfd;
 pub mod path;
+pub mod pidfd;
 pub mod pipe;
 pub mod pty;
 pub mod signalfd;
@@ -25,7 +26,7 @@ pub mod timerfd;
 pub mod unix;
 
 use crate::scratch::Scratch;
-use crate::tracee::{PtraceTracee, TraceeError};
+use crate::tracee::{PtraceTracee, Tracee, TraceeError};
 use stasis_image::{FdEntry, FileEntry, FileKindEntry, ProcessEntry};
 use stasis_procfs::fdinfo::FdInfo;
 use stasis_sys::{Errno, Pid};
@@ -51,6 +52,7 @@ pub static KINDS: &[&dyn FileKind] = &[
     &inotify::Inotify,
     &tcp::Tcp,
     &unix::Unix,
+    &pidfd::Pidfd,
     &external::External,
 ];
 
@@ -71,6 +73,27 @@ pub trait FileKind: Sync {
     }
     /// Open the file in the restorer, positioned and flagged as saved.
     fn open(&self, cx: &mut OpenCx, entry: &FileEntry) -> Result<OwnedFd, FilesError>;
+    /// Whether the file is made inside each process that holds it, when its fds are placed,
+    /// instead of by the restorer beforehand (it names processes of the tree, which do not
+    /// exist yet when the restorer opens files).
+    fn opens_inside(&self, _entry: &FileEntry) -> bool {
+        false
+    }
+    /// Make the file inside the process (see [`FileKind::opens_inside`]); returns the fd
+    /// number it got there, or None when what it names does not exist yet (a process forked
+    /// later in the restore): it is made again once the whole tree exists.
+    fn open_inside(
+        &self,
+        t: &mut PtraceTracee,
+        _s: Scratch,
+        _entry: &FileEntry,
+    ) -> Result<Option<i32>, TraceeError> {
+        Err(TraceeError::Syscall {
+            pid: t.pid(),
+            name: "opening a file inside the process (its kind cannot)",
+            source: Errno::ENOTSUP,
+        })
+    }
     /// Inside the first process that holds the file, at its first fd `fd`, once all that
     /// process's fds are in place: what the kernel keys by the process's own fd numbers
     /// (epoll registrations).
@@ -188,6 +211,8 @@ pub struct DumpFd<'a> {
     pub repaired: &'a mut Vec<OwnedFd>,
     /// The largest deleted file whose contents may be saved (`--ghost-limit`).
     pub ghost_limit: Option<u64>,
+    /// Every pid and tid of the dumped tree.
+    pub tree: &'a [i32],
 }
 
 impl DumpFd<'_> {
@@ -289,6 +314,8 @@ pub struct FileTable {
     pub ghost_limit: Option<u64>,
     /// Save file locks (`--file-locks`); without it a lock fails the dump.
     pub file_locks: bool,
+    /// Every pid and tid of the dumped tree (a pidfd must name one of them).
+    pub tree: Vec<i32>,
     /// (file id, fd) of the root's fds 0-2 that were dumped by kind: [`FileTable::settle_stdio`]
     /// decides whether they lead outside the tree.
     stdio: Vec<(u32, i32)>,
@@ -505,6 +532,7 @@ fn dump_one(
         tcp_established: table.tcp_established,
         repaired: &mut table.repaired,
         ghost_limit: table.ghost_limit,
+        tree: &table.tree,
     };
     let kind = KINDS
         .iter()
@@ -550,6 +578,100 @@ pub fn open(cx: &mut OpenCx, entry: &FileEntry) -> Result<OwnedFd, FilesError> {
     let f = kind_of(&entry.kind).open(cx, entry)?;
     lock::take_on_file(entry.id, &f, &entry.locks)?;
     Ok(f)
+}
+
+/// Whether `entry` is made inside the processes that hold it (see [`FileKind::opens_inside`]):
+/// the restorer does not open it.
+pub fn opens_inside(entry: &FileEntry) -> bool {
+    kind_of(&entry.kind).opens_inside(entry)
+}
+
+/// Inside process `p`, after the restorer's files are in place: the fds `fds` of files made
+/// inside the process, each file made once and its other fds in this process dup'ed from it.
+/// Returns the fds of files that cannot be made yet (see [`FileKind::open_inside`]); with
+/// `last` (the whole tree exists) that is an error instead.
+pub fn place_inside(
+    t: &mut PtraceTracee,
+    s: Scratch,
+    all: &[FileEntry],
+    p: &ProcessEntry,
+    fds: &[FdEntry],
+    last: bool,
+) -> Result<Vec<FdEntry>, FilesError> {
+    let mut made: Vec<(u32, i32)> = Vec::new();
+    let mut later = Vec::new();
+    for fd in fds {
+        let Some(f) = all.iter().find(|f| f.id == fd.file_id) else {
+            continue;
+        };
+        if !opens_inside(f) {
+            continue;
+        }
+        let err = |step, source| FilesError::Placed {
+            pid: p.pid,
+            fd: fd.fd,
+            step,
+            source,
+        };
+        let cloexec = if fd.cloexec {
+            libc::O_CLOEXEC as u64
+        } else {
+            0
+        };
+        if let Some(&(_, first)) = made.iter().find(|m| m.0 == f.id) {
+            t.syscall(
+                "dup3",
+                libc::SYS_dup3,
+                [first as u64, fd.fd as u64, cloexec, 0, 0, 0],
+            )
+            .map_err(|e| err("sharing the file with its first fd", e))?;
+            continue;
+        }
+        if later.iter().any(|l: &FdEntry| l.file_id == f.id) {
+            later.push(fd.clone());
+            continue;
+        }
+        let Some(got) = kind_of(&f.kind)
+            .open_inside(t, s, f)
+            .map_err(|e| err("making the file inside the process", e))?
+        else {
+            if last {
+                return Err(FilesError::Changed {
+                    id: f.id,
+                    path: f.kind.describe().into(),
+                    what: format!(
+                        "pid {} fd {}: what it names does not exist after restore",
+                        p.pid, fd.fd
+                    ),
+                });
+            }
+            later.push(fd.clone());
+            continue;
+        };
+        if got == fd.fd {
+            let fdflags = if fd.cloexec {
+                libc::FD_CLOEXEC as u64
+            } else {
+                0
+            };
+            t.syscall(
+                "fcntl(F_SETFD)",
+                libc::SYS_fcntl,
+                [got as u64, libc::F_SETFD as u64, fdflags, 0, 0, 0],
+            )
+            .map_err(|e| err("setting close-on-exec", e))?;
+        } else {
+            t.syscall(
+                "dup3",
+                libc::SYS_dup3,
+                [got as u64, fd.fd as u64, cloexec, 0, 0, 0],
+            )
+            .and_then(|_| t.syscall("close", libc::SYS_close, [got as u64, 0, 0, 0, 0, 0]))
+            .map_err(|e| err("moving the file to its fd", e))?;
+        }
+        made.push((f.id, fd.fd));
+    }
+    Ok(later)
 }
 
 /// Inside process `p` (traced as `t`), once its fds are in place: each kind's after-placed
@@ -694,6 +816,7 @@ pub fn dump_mapped_deleted(
         tcp_established: false,
         repaired: &mut table.repaired,
         ghost_limit: table.ghost_limit,
+        tree: &table.tree,
     };
     let kind = if link.starts_with("/memfd:") {
         memfd::dump(&mut cx)?
