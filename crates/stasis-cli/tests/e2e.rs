@@ -1000,3 +1000,32 @@ fn pidfds_name_the_same_processes() {
         );
     }
 }
+
+/// Capabilities (all five sets), securebits, an fs gid of its own, the loginuid, per-thread
+/// scheduling policy and nice value, THP disable and a membarrier registration (zdtm caps00,
+/// caps01, pid00, loginuid, sched_policy00, sched_prio00, thp_disable, membarrier).
+#[test]
+fn credentials_scheduling_and_process_attributes() {
+    let _g = serial();
+    let r = workload("attrs", &[]);
+    for check in [
+        "caps",
+        "bounding-set",
+        "ambient",
+        "securebits",
+        "fsgid",
+        "loginuid",
+        "sched-policy",
+        "leader-nice",
+        "thread-nice",
+        "thread-policy",
+        "thp-disable",
+        "membarrier",
+    ] {
+        assert!(
+            r.after.contains(&format!("ok {check}")),
+            "{check}: {}",
+            r.after
+        );
+    }
+}

@@ -502,11 +502,7 @@ fn after_stop(pid: Pid, f: freeze::Frozen) -> Result<SeizedThread, FreezeError> 
     Ok(SeizedThread {
         tid: f.pid,
         job_stopped: f.job_stopped,
-        creds: status.map(|st| CredsEntry {
-            uid: st.uid,
-            gid: st.gid,
-            groups: st.groups,
-        }),
+        creds: status.as_ref().map(process::creds_of),
         base: None,
         sigmask: None,
     })
@@ -735,8 +731,7 @@ fn collect(
         Ok((acts, timers, posix_timers, per_thread, brk, dumpable, prctl))
     })();
     let unmapped = s.unmap(t);
-    let (sigactions, itimers, posix_timers, per_thread, brk, dumpable, (pdeath, subreaper)) =
-        inside?;
+    let (sigactions, itimers, posix_timers, per_thread, brk, dumpable, prctl) = inside?;
     unmapped?;
     // The process needs nothing from inside any more: give it back its own registers and mask
     // now, so that if stasis dies during the long page copy the kernel's detach lets it run on
@@ -791,8 +786,11 @@ fn collect(
     let mut entry = info.entry;
     entry.mm.brk = brk;
     entry.dumpable = dumpable;
-    entry.pdeath_signal = pdeath;
-    entry.child_subreaper = subreaper;
+    entry.pdeath_signal = prctl.pdeath_signal;
+    entry.child_subreaper = prctl.child_subreaper;
+    entry.thp_disable = prctl.thp_disable;
+    entry.membarrier = prctl.membarrier;
+    entry.creds.secbits = Some(prctl.secbits);
     entry.vmas = vmas;
     entry.sigactions = sigactions;
     entry.itimers = itimers;
@@ -823,6 +821,9 @@ fn collect(
                 clear_child_tid,
                 altstack,
                 creds,
+                sched: stasis_sys::sched::sched_getattr(Pid::from_raw(tr.pid()))
+                    .ok()
+                    .map(thread::sched_entry),
             },
         )
         .collect();

@@ -1189,6 +1189,7 @@ fn rebuild(
 
     process::restore_rlimits(pidn, &p.rlimits)?;
     process::restore_oom_score_adj(pidn, p.oom_score_adj)?;
+    process::restore_loginuid(&mut t, s, p.loginuid)?;
     signal::restore_sigactions(&mut t, s, &p.sigactions)?;
     signal::restore_itimers(&mut t, s, &p.itimers)?;
     let th = &p.threads[0];
@@ -1230,6 +1231,11 @@ fn rebuild(
         .iter()
         .find(|v| v.start <= th.regs.rsp && th.regs.rsp < v.end)
         .map_or(u64::MAX, |v| v.start);
+    for (tid, th) in std::iter::once(&child).chain(&threads).zip(&p.threads) {
+        if let Some(sched) = &th.sched {
+            thread::restore_sched(*tid, sched)?;
+        }
+    }
     process::restore_seccomp(&mut t, p, stack_low)?;
     thread::restore_cpu(child, th, false)?;
     for (tid, th) in threads.iter().zip(&p.threads[1..]) {

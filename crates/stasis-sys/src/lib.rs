@@ -14,6 +14,7 @@ pub mod pagemap;
 pub mod pidfd;
 pub mod probe;
 pub mod ptrace;
+pub mod sched;
 pub mod sysvshm;
 pub mod tty;
 

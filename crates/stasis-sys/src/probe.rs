@@ -84,3 +84,15 @@ pub fn prlimit_set(pid: crate::Pid, resource: u32, soft: u64, hard: u64) -> SysR
         Ok(())
     }
 }
+
+/// `prctl(PR_GET_SECUREBITS)`—The calling thread's securebits.
+/// See [capabilities(7)](https://man7.org/linux/man-pages/man7/capabilities.7.html).
+pub fn securebits() -> SysResult<u32> {
+    // SAFETY: PR_GET_SECUREBITS takes no pointer argument.
+    let r = unsafe { libc::prctl(libc::PR_GET_SECUREBITS, 0, 0, 0, 0) };
+    if r < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(r as u32)
+    }
+}

@@ -80,6 +80,24 @@ fn link(src: &impl ProcSource, pid: i32, file: &'static str) -> Result<String> {
         .map_err(|source| ProcessError::Read { pid, file, source })
 }
 
+/// The credentials /proc/PID/status (or a thread's) shows: ids, groups and capabilities
+/// (securebits come from the process itself, see [`dump_prctl`]).
+pub fn creds_of(st: &stasis_procfs::status::Status) -> CredsEntry {
+    CredsEntry {
+        uid: st.uid,
+        gid: st.gid,
+        groups: st.groups.clone(),
+        caps: Some(stasis_image::CapsEntry {
+            inheritable: st.cap_inh,
+            permitted: st.cap_prm,
+            effective: st.cap_eff,
+            bounding: st.cap_bnd,
+            ambient: st.cap_amb,
+        }),
+        secbits: None,
+    }
+}
+
 /// Read the process-wide state of `pid` (threads, memory, fds and signals are filled in by
 /// their own kinds).
 pub fn dump(src: &impl ProcSource, pid: i32) -> Result<ProcInfo> {
@@ -126,11 +144,7 @@ pub fn dump(src: &impl ProcSource, pid: i32) -> Result<ProcInfo> {
         },
         umask: status.umask.unwrap_or(0o022),
         personality,
-        creds: CredsEntry {
-            uid: status.uid,
-            gid: status.gid,
-            groups: status.groups.clone(),
-        },
+        creds: creds_of(&status),
         rlimits: limits
             .iter()
             .filter_map(|l| {
@@ -176,6 +190,12 @@ pub fn dump(src: &impl ProcSource, pid: i32) -> Result<ProcInfo> {
             .read_string(Some(pid), "oom_score_adj")
             .ok()
             .and_then(|v| v.trim().parse().ok()),
+        loginuid: src
+            .read_string(Some(pid), "loginuid")
+            .ok()
+            .and_then(|v| v.trim().parse().ok()),
+        thp_disable: false,
+        membarrier: 0,
     };
     Ok(ProcInfo {
         status,
@@ -195,7 +215,49 @@ pub fn dump_dumpable(t: &mut impl Tracee) -> Result<u32, TraceeError> {
 }
 
 /// prctl state only the process can report: (parent-death signal, child subreaper).
-pub fn dump_prctl(t: &mut impl Tracee, s: Scratch) -> Result<(u32, bool), TraceeError> {
+/// Per-process state only the process itself can report through prctl and membarrier.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PrctlState {
+    pub pdeath_signal: u32,
+    pub child_subreaper: bool,
+    pub thp_disable: bool,
+    pub secbits: u32,
+    /// MEMBARRIER_CMD_GET_REGISTRATIONS (0 where the kernel lacks it).
+    pub membarrier: u32,
+}
+
+/// MEMBARRIER_CMD_GET_REGISTRATIONS (Linux 6.3).
+const MEMBARRIER_CMD_GET_REGISTRATIONS: u64 = 1 << 9;
+
+pub fn dump_prctl(t: &mut impl Tracee, s: Scratch) -> Result<PrctlState, TraceeError> {
+    let (pdeath_signal, child_subreaper) = dump_pdeath_subreaper(t, s)?;
+    let thp_disable = t.syscall(
+        "prctl(PR_GET_THP_DISABLE)",
+        libc::SYS_prctl,
+        [libc::PR_GET_THP_DISABLE as u64, 0, 0, 0, 0, 0],
+    )? != 0;
+    let secbits = t.syscall(
+        "prctl(PR_GET_SECUREBITS)",
+        libc::SYS_prctl,
+        [libc::PR_GET_SECUREBITS as u64, 0, 0, 0, 0, 0],
+    )? as u32;
+    let membarrier = t
+        .syscall(
+            "membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS)",
+            libc::SYS_membarrier,
+            [MEMBARRIER_CMD_GET_REGISTRATIONS, 0, 0, 0, 0, 0],
+        )
+        .unwrap_or(0) as u32;
+    Ok(PrctlState {
+        pdeath_signal,
+        child_subreaper,
+        thp_disable,
+        secbits,
+        membarrier,
+    })
+}
+
+fn dump_pdeath_subreaper(t: &mut impl Tracee, s: Scratch) -> Result<(u32, bool), TraceeError> {
     t.syscall(
         "prctl(PR_GET_PDEATHSIG)",
         libc::SYS_prctl,
@@ -224,6 +286,26 @@ pub fn dump_prctl(t: &mut impl Tracee, s: Scratch) -> Result<(u32, bool), Tracee
 /// Restore the parent-death signal (except for the root of the tree, whose parent is the
 /// restore command: it may exit at once) and the subreaper flag.
 pub fn restore_prctl(t: &mut impl Tracee, p: &ProcessEntry, root: bool) -> Result<()> {
+    if p.thp_disable {
+        set(
+            t,
+            "THP disable",
+            libc::SYS_prctl,
+            [libc::PR_SET_THP_DISABLE as u64, 1, 0, 0, 0, 0],
+        )?;
+    }
+    // Each registration is a MEMBARRIER_CMD_REGISTER_* command bit.
+    for bit in 0..32 {
+        let cmd = 1u64 << bit;
+        if p.membarrier as u64 & cmd != 0 {
+            set(
+                t,
+                "a membarrier registration",
+                libc::SYS_membarrier,
+                [cmd, 0, 0, 0, 0, 0],
+            )?;
+        }
+    }
     if p.child_subreaper {
         set(
             t,
@@ -381,6 +463,55 @@ pub fn restore_oom_score_adj(pid: i32, adj: Option<i32>) -> Result<()> {
     })
 }
 
+/// The audit login uid. Only a task itself may write its /proc/PID/loginuid (and needs
+/// CAP_AUDIT_CONTROL to change one already set): the process does it, before its threads are
+/// made (they inherit it) and before its credentials are.
+pub fn restore_loginuid(t: &mut impl Tracee, s: Scratch, loginuid: Option<u32>) -> Result<()> {
+    let Some(want) = loginuid else { return Ok(()) };
+    let mine = std::fs::read_to_string("/proc/self/loginuid")
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok());
+    if mine == Some(want) {
+        return Ok(());
+    }
+    let pid = t.pid();
+    let path = b"/proc/self/loginuid\0";
+    let value = want.to_string();
+    let w = |source| ProcessError::Set {
+        pid,
+        what: "the loginuid".into(),
+        source,
+    };
+    t.write_mem(s.at(6144), path).map_err(w)?;
+    t.write_mem(s.at(6144 + 64), value.as_bytes()).map_err(w)?;
+    let fd = set(
+        t,
+        "the loginuid (open)",
+        libc::SYS_openat,
+        [
+            libc::AT_FDCWD as u64,
+            s.at(6144),
+            libc::O_WRONLY as u64,
+            0,
+            0,
+            0,
+        ],
+    )?;
+    let wrote = set(
+        t,
+        "the loginuid (write)",
+        libc::SYS_write,
+        [fd, s.at(6144 + 64), value.len() as u64, 0, 0, 0],
+    );
+    set(
+        t,
+        "the loginuid (close)",
+        libc::SYS_close,
+        [fd, 0, 0, 0, 0, 0],
+    )?;
+    wrote.map(drop)
+}
+
 pub fn restore_rlimits(pid: i32, limits: &[RlimitEntry]) -> Result<()> {
     for l in limits {
         stasis_sys::probe::prlimit_set(Pid::from_raw(pid), l.resource, l.soft, l.hard).map_err(
@@ -396,8 +527,127 @@ pub fn restore_rlimits(pid: i32, limits: &[RlimitEntry]) -> Result<()> {
     Ok(())
 }
 
-/// Credentials, when they differ from the restorer's (which the skeleton inherited).
+/// The restorer's own capability sets and securebits, which every skeleton inherits.
+fn restorer_caps() -> (Option<stasis_image::CapsEntry>, u32) {
+    static MINE: std::sync::OnceLock<(Option<stasis_image::CapsEntry>, u32)> =
+        std::sync::OnceLock::new();
+    *MINE.get_or_init(|| {
+        let caps = std::fs::read_to_string("/proc/thread-self/status")
+            .ok()
+            .and_then(|t| stasis_procfs::status::parse_status(&t).ok())
+            .and_then(|st| creds_of(&st).caps);
+        let secbits = stasis_sys::probe::securebits().unwrap_or(0);
+        (caps, secbits)
+    })
+}
+
+/// securebits: SECBIT_NO_SETUID_FIXUP (uid changes leave capabilities alone).
+const SECBIT_NO_SETUID_FIXUP: u64 = 1 << 2;
+/// _LINUX_CAPABILITY_VERSION_3.
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// Credentials, when they differ from the restorer's (which the skeleton inherited): groups,
+/// ids (fs ids too), then the bounding set, securebits, capability sets and ambient set. The
+/// restorer's capabilities are kept through the id changes (SECBIT_NO_SETUID_FIXUP), so each
+/// later step still has the privilege it needs.
 pub fn restore_creds(t: &mut impl Tracee, s: Scratch, c: &CredsEntry) -> Result<()> {
+    let (my_caps, my_secbits) = restorer_caps();
+    let caps = c.caps.filter(|k| Some(*k) != my_caps);
+    let secbits = c.secbits.filter(|b| *b != my_secbits);
+    if caps.is_some() || secbits.is_some() {
+        set(
+            t,
+            "securebits (keeping capabilities through the id changes)",
+            libc::SYS_prctl,
+            [
+                libc::PR_SET_SECUREBITS as u64,
+                my_secbits as u64 | SECBIT_NO_SETUID_FIXUP,
+                0,
+                0,
+                0,
+                0,
+            ],
+        )?;
+    }
+    restore_ids(t, s, c)?;
+    if let Some(k) = caps {
+        let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(40);
+        let had = my_caps.map_or(u64::MAX, |m| m.bounding);
+        for cap in 0..=last.min(63) {
+            if had & (1 << cap) != 0 && k.bounding & (1 << cap) == 0 {
+                set(
+                    t,
+                    "the capability bounding set",
+                    libc::SYS_prctl,
+                    [libc::PR_CAPBSET_DROP as u64, cap, 0, 0, 0, 0],
+                )?;
+            }
+        }
+    }
+    if caps.is_some() || secbits.is_some() {
+        set(
+            t,
+            "securebits",
+            libc::SYS_prctl,
+            [
+                libc::PR_SET_SECUREBITS as u64,
+                c.secbits.unwrap_or(my_secbits) as u64,
+                0,
+                0,
+                0,
+                0,
+            ],
+        )?;
+    }
+    if let Some(k) = caps {
+        // struct __user_cap_header_struct {version, pid}, then two __user_cap_data_struct
+        // {effective, permitted, inheritable} for the low and high 32 bits.
+        let mut b = Vec::with_capacity(8 + 24);
+        b.extend_from_slice(&CAPABILITY_VERSION_3.to_le_bytes());
+        b.extend_from_slice(&0u32.to_le_bytes());
+        for half in [0, 32] {
+            for set in [k.effective, k.permitted, k.inheritable] {
+                b.extend_from_slice(&((set >> half) as u32).to_le_bytes());
+            }
+        }
+        t.write_mem(s.at(4096), &b)
+            .map_err(|source| ProcessError::Set {
+                pid: t.pid(),
+                what: "capabilities".into(),
+                source,
+            })?;
+        set(
+            t,
+            "capabilities (capset)",
+            libc::SYS_capset,
+            [s.at(4096), s.at(4096 + 8), 0, 0, 0, 0],
+        )?;
+        for cap in 0..64u64 {
+            if k.ambient & (1 << cap) != 0 {
+                set(
+                    t,
+                    "the ambient capability set",
+                    libc::SYS_prctl,
+                    [
+                        libc::PR_CAP_AMBIENT as u64,
+                        libc::PR_CAP_AMBIENT_RAISE as u64,
+                        cap,
+                        0,
+                        0,
+                        0,
+                    ],
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Groups, gids, uids and the fs ids.
+fn restore_ids(t: &mut impl Tracee, s: Scratch, c: &CredsEntry) -> Result<()> {
     let groups: Vec<u32> = nix::unistd::getgroups()
         .map(|g| g.iter().map(|g| g.as_raw()).collect())
         .unwrap_or_default();
@@ -436,6 +686,23 @@ pub fn restore_creds(t: &mut impl Tracee, s: Scratch, c: &CredsEntry) -> Result<
             "uids",
             libc::SYS_setresuid,
             [c.uid[0] as u64, c.uid[1] as u64, c.uid[2] as u64, 0, 0, 0],
+        )?;
+    }
+    // setres[ug]id set the fs ids to the effective ones; a process may have others.
+    if c.gid[3] != c.gid[1] {
+        set(
+            t,
+            "the fs gid",
+            libc::SYS_setfsgid,
+            [c.gid[3] as u64, 0, 0, 0, 0, 0],
+        )?;
+    }
+    if c.uid[3] != c.uid[1] {
+        set(
+            t,
+            "the fs uid",
+            libc::SYS_setfsuid,
+            [c.uid[3] as u64, 0, 0, 0, 0, 0],
         )?;
     }
     Ok(())

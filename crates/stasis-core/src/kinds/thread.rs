@@ -212,6 +212,45 @@ pub fn restore_inside(t: &mut impl Tracee, s: Scratch, e: &ThreadEntry) -> Resul
 
 /// Put the saved registers, XSAVE area and mask back: the last step before the thread runs.
 /// `same_process` says the kernel's restart block is still valid (dump without --kill).
+/// The image's form of a thread's scheduling attributes.
+pub fn sched_entry(a: stasis_sys::sched::SchedAttr) -> stasis_image::SchedEntry {
+    stasis_image::SchedEntry {
+        policy: a.policy,
+        flags: a.flags,
+        nice: a.nice,
+        priority: a.priority,
+        runtime: a.runtime,
+        deadline: a.deadline,
+        period: a.period,
+    }
+}
+
+/// Give thread `tid` its saved scheduling policy, priority and nice value, from the restorer
+/// (raising a real-time priority or lowering nice needs CAP_SYS_NICE, which root has).
+pub fn restore_sched(tid: Pid, e: &stasis_image::SchedEntry) -> Result<(), TraceeError> {
+    let a = stasis_sys::sched::SchedAttr {
+        size: 0,
+        policy: e.policy,
+        flags: e.flags,
+        nice: e.nice,
+        priority: e.priority,
+        runtime: e.runtime,
+        deadline: e.deadline,
+        period: e.period,
+    };
+    if stasis_sys::sched::sched_getattr(tid)
+        .is_ok_and(|now| stasis_sys::sched::SchedAttr { size: 0, ..now } == a)
+    {
+        return Ok(());
+    }
+    stasis_sys::sched::sched_setattr(tid, &a).map_err(pt(tid, "sched_setattr"))?;
+    // sched_setattr leaves the nice value of a real-time thread alone.
+    if e.policy == libc::SCHED_FIFO as u32 || e.policy == libc::SCHED_RR as u32 {
+        stasis_sys::sched::set_nice(tid, e.nice).map_err(pt(tid, "setpriority"))?;
+    }
+    Ok(())
+}
+
 pub fn restore_cpu(tid: Pid, e: &ThreadEntry, same_process: bool) -> Result<(), TraceeError> {
     ptrace::set_xstate(tid, &e.xstate).map_err(pt(tid, "SETREGSET NT_X86_XSTATE"))?;
     let regs = resume_regs(&regs_from(&e.regs), same_process);

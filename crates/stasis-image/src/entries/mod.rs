@@ -14,6 +14,8 @@ pub use file::{
 };
 pub use inventory::InventoryEntry;
 pub use memory::{PageIndexEntry, PageRun, SysvShmEntry, VmaEntry, VmaKind};
-pub use process::{CredsEntry, MmEntry, ProcessEntry, RlimitEntry, SeccompFilterEntry};
+pub use process::{
+    CapsEntry, CredsEntry, MmEntry, ProcessEntry, RlimitEntry, SchedEntry, SeccompFilterEntry,
+};
 pub use signal::{ItimerEntry, PosixTimerEntry, SigactionEntry, SiginfoEntry};
 pub use thread::{AltStackEntry, RegsEntry, RseqEntry, ThreadEntry};

@@ -61,10 +61,43 @@ pub struct ProcessEntry {
     /// /proc/PID/oom_score_adj (None in images before 1.4).
     #[serde(default)]
     pub oom_score_adj: Option<i32>,
+    /// /proc/PID/loginuid (the audit login uid; u32::MAX: unset).
+    #[serde(default)]
+    pub loginuid: Option<u32>,
+    /// prctl(PR_SET_THP_DISABLE).
+    #[serde(default)]
+    pub thp_disable: bool,
+    /// membarrier registrations (MEMBARRIER_CMD_GET_REGISTRATIONS: the REGISTER_* commands
+    /// the process made).
+    #[serde(default)]
+    pub membarrier: u32,
 }
 
 fn one() -> u32 {
     1
+}
+
+/// The capability sets of a thread, one bit per capability.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapsEntry {
+    pub inheritable: u64,
+    pub permitted: u64,
+    pub effective: u64,
+    pub bounding: u64,
+    pub ambient: u64,
+}
+
+/// A thread's scheduling: struct sched_attr's policy, flags, nice, priority and the
+/// SCHED_DEADLINE parameters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchedEntry {
+    pub policy: u32,
+    pub flags: u64,
+    pub nice: i32,
+    pub priority: u32,
+    pub runtime: u64,
+    pub deadline: u64,
+    pub period: u64,
 }
 
 /// One seccomp filter program.
@@ -80,6 +113,12 @@ pub struct CredsEntry {
     pub uid: [u32; 4],
     pub gid: [u32; 4],
     pub groups: Vec<u32>,
+    /// Capability sets (None in images before 1.4: the restorer's are kept).
+    #[serde(default)]
+    pub caps: Option<CapsEntry>,
+    /// Securebits (PR_GET_SECUREBITS).
+    #[serde(default)]
+    pub secbits: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

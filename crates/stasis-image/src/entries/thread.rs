@@ -1,7 +1,7 @@
 //! One thread: registers, extended CPU state, signal mask and queue, per-thread kernel
 //! registrations (rseq, robust futex list, clear_child_tid, sigaltstack).
 
-use crate::entries::{CredsEntry, SiginfoEntry};
+use crate::entries::{CredsEntry, SchedEntry, SiginfoEntry};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +26,9 @@ pub struct ThreadEntry {
     /// changes one thread only); None: the process's.
     #[serde(default)]
     pub creds: Option<CredsEntry>,
+    /// Scheduling policy and priority (per thread to the kernel).
+    #[serde(default)]
+    pub sched: Option<SchedEntry>,
 }
 
 /// x86_64 `user_regs_struct`, field by field.
