@@ -76,8 +76,8 @@ struct CriuArgs {
     /// with CRIU (a lock may guard a file that processes outside the tree share).
     #[arg(long)]
     file_locks: bool,
-    /// Deleted files may be linked back instead of copied (stasis copies their contents;
-    /// accepted for CRIU's scripts).
+    /// A file unlinked while open but still linked elsewhere is saved as a hard link to it
+    /// next to its old path, so restore opens the very same file (without it: copied).
     #[arg(long)]
     link_remap: bool,
     /// Save and restore the tree's cgroup membership (MODE: soft, full, strict, ignore, none).
@@ -229,6 +229,7 @@ fn dump(a: DumpArgs) -> Result<ExitCode> {
         cgroup: None,
         ghost_limit: (a.criu.ghost_limit > 0).then_some(a.criu.ghost_limit),
         file_locks: a.criu.file_locks,
+        link_remap: a.criu.link_remap,
     })
     .with_context(|| format!("dump of pid {} failed; the process was left running", a.pid))?;
     if a.json {

@@ -1029,3 +1029,55 @@ fn credentials_scheduling_and_process_attributes() {
         );
     }
 }
+
+/// Deleted non-regular files and deleted files in odd shapes (zdtm unlink_fifo*, fifo-ghost,
+/// deleted_dev, rmdir_open, cwd01, cwd02, symlink01, fd01, unlink_fstat02, unlink_fstat041).
+#[test]
+fn ghosts_come_back_as_the_objects_they_were() {
+    let _g = serial();
+    let r = workload("ghosts", &[]);
+    for check in [
+        "fifo",
+        "device",
+        "removed-dir",
+        "removed-cwd",
+        "symlink",
+        "tmpfile",
+        "one-file-twice",
+    ] {
+        assert!(
+            r.after.contains(&format!("ok {check}")),
+            "{check}: {}",
+            r.after
+        );
+    }
+}
+
+/// `--link-remap`: a file unlinked where it was opened but linked elsewhere comes back as the
+/// same inode (zdtm unlink_fstat03).
+#[test]
+fn link_remap_keeps_the_same_file() {
+    let _g = serial();
+    let bin = build("link_remap", &[], "link_remap");
+    let c = Case::new();
+    let r = cycle(
+        &c,
+        &[bin.to_str().unwrap()],
+        CycleOpts {
+            dump_args: &["--link-remap"],
+            ..CycleOpts::default()
+        },
+    );
+    r.assert_ok();
+    for check in [
+        "same-inode",
+        "writes-show-in-the-other-name",
+        "no-link-left",
+    ] {
+        assert!(
+            r.after.contains(&format!("ok {check}")),
+            "{check}: {}",
+            r.after
+        );
+    }
+}

@@ -41,6 +41,10 @@ pub struct DumpOptions {
     /// Save file locks (`--file-locks`); without it a process holding one fails the dump, as
     /// with CRIU (a lock may guard a file shared with processes outside the tree).
     pub file_locks: bool,
+    /// A file unlinked while open but still linked elsewhere is saved as a hard link to it
+    /// (`--link-remap`), so restore opens the very same file; otherwise its contents are
+    /// copied.
+    pub link_remap: bool,
 }
 
 /// What a dump did.
@@ -135,12 +139,14 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpReport> {
     table.tcp_established = opts.tcp_established;
     table.ghost_limit = opts.ghost_limit;
     table.file_locks = opts.file_locks;
+    table.link_remap = opts.link_remap;
     let written = write_image(&mut tree, staging.dir(), opts.compress, &mut table);
     tracing::debug!(pid, took = ?t0.elapsed(), "image written");
     let (stats, flushes) = match written {
         Ok(w) => w,
         Err(e) => {
             give_back(&mut tree, &mut table);
+            table.drop_remaps();
             return Err(e);
         }
     };
@@ -158,6 +164,9 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpReport> {
     let put = LocalStore.put(staging);
     if released.is_none() && put.is_err() {
         give_back(&mut tree, &mut table);
+    }
+    if put.is_err() {
+        table.drop_remaps();
     }
     let dir = put?;
     tracing::debug!(pid, took = ?t0.elapsed(), "image durable");
@@ -745,6 +754,9 @@ fn collect(
     let pidfd = stasis_sys::pidfd::pidfd_open(state.pid)
         .map_err(|source| DumpError::Pidfd { pid, source })?;
     let fds = files::dump_fds(pid, &pidfd, dir, root, table)?;
+    if info.entry.cwd.ends_with(" (deleted)") {
+        info.entry.cwd_file = Some(files::dump_removed_cwd(pid, dir, table)?);
+    }
     for (sm, v) in smaps.iter().zip(&vmas) {
         if sm.map.deleted
             && matches!(v.kind, VmaKind::FilePrivate | VmaKind::FileShared)

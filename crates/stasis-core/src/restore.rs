@@ -243,10 +243,30 @@ fn prepare<'a>(img: &'a Image, inherit: &'a [files::InheritFd]) -> Result<Prepar
                     source,
                 })
         };
-        cwd.insert(
-            p.pid,
-            park(p.pid, open_dir(&p.cwd, libc::O_DIRECTORY)?, &mut owned)?,
-        );
+        let cwd_fd = match p.cwd_file {
+            // A removed directory, made again as a ghost (shared with fds of it).
+            Some(id) => match by_id.get(&id) {
+                Some(&s) => s,
+                None => {
+                    let entry = img.files.files.iter().find(|f| f.id == id).ok_or_else(|| {
+                        stasis_image::ImageError::Decode {
+                            path: img.dir.join(Image::FILES),
+                            offset: 0,
+                            reason: format!(
+                                "the working directory of pid {} is missing file id {id}",
+                                p.pid
+                            ),
+                        }
+                    })?;
+                    cx.fd = -1;
+                    let s = park(p.pid, files::open(&mut cx, entry)?, &mut owned)?;
+                    by_id.insert(id, s);
+                    s
+                }
+            },
+            None => park(p.pid, open_dir(&p.cwd, libc::O_DIRECTORY)?, &mut owned)?,
+        };
+        cwd.insert(p.pid, cwd_fd);
         exe.insert(p.pid, park(p.pid, open_dir(&p.exe, 0)?, &mut owned)?);
     }
     // One object per shared anonymous region, however many processes map it.

@@ -194,6 +194,7 @@ pub fn dump(src: &impl ProcSource, pid: i32) -> Result<ProcInfo> {
             .read_string(Some(pid), "loginuid")
             .ok()
             .and_then(|v| v.trim().parse().ok()),
+        cwd_file: None,
         thp_disable: false,
         membarrier: 0,
     };

@@ -569,6 +569,7 @@ impl Supervisor {
             ghost_limit: None,
             // The job's files are its own: its locks go with it.
             file_locks: true,
+            link_remap: false,
         };
         match stasis_sys::clone::fork() {
             Ok(stasis_sys::clone::Forked::Child) => {

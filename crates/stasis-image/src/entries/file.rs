@@ -72,6 +72,33 @@ pub enum FileKindEntry {
         /// Access and modification times: (seconds, nanoseconds) each.
         #[serde(default)]
         times: Option<[(i64, i64); 2]>,
+        /// The inode: descriptions of one deleted file (opened twice, or through two links)
+        /// share one recreated file. 0: unknown (images before 1.4).
+        #[serde(default)]
+        ino: u64,
+        /// A file unlinked from this path but still linked elsewhere, saved with
+        /// `--link-remap`: a hard link the dump made to it (`content` is empty). Restore opens
+        /// the same inode through it and removes it.
+        #[serde(default)]
+        remap: Option<String>,
+    },
+    /// A file other than a regular one, unlinked while open (FIFO, device node, directory,
+    /// symlink or socket file held with O_PATH), or a removed working directory: made again,
+    /// opened and removed again. `ino` tells which fds (and working directories) share one.
+    Ghost {
+        path: String,
+        mode: u32,
+        /// Device number of a device node.
+        #[serde(default)]
+        rdev: u64,
+        /// A symlink's target.
+        #[serde(default)]
+        target: Option<String>,
+        owner: (u32, u32),
+        ino: u64,
+        /// A FIFO's buffered bytes (kept once per FIFO).
+        #[serde(default)]
+        data: Option<BlobRef>,
     },
     /// A memfd: recreated with the same name and contents.
     Memfd {
@@ -205,6 +232,7 @@ impl FileKindEntry {
         "tcp-established",
         "external",
         "pidfd",
+        "ghost",
     ];
 
     /// The entry's tag in the image ("type"), which says which kind rebuilds it.
@@ -226,6 +254,7 @@ impl FileKindEntry {
             Self::TcpEstablished { .. } => "tcp-established",
             Self::External { .. } => "external",
             Self::Pidfd { .. } => "pidfd",
+            Self::Ghost { .. } => "ghost",
         }
     }
 
@@ -283,6 +312,18 @@ impl FileKindEntry {
                 remote_port,
                 ..
             } => format!("TCP connection port {local_port} -> {remote_port} (repair)"),
+            Self::Ghost { path, mode, .. } => {
+                let what = match mode & 0o170000 {
+                    0o010000 => "FIFO",
+                    0o020000 => "character device",
+                    0o060000 => "block device",
+                    0o040000 => "directory",
+                    0o120000 => "symlink",
+                    0o140000 => "socket file",
+                    _ => "file",
+                };
+                format!("{path} (deleted {what}, made again on restore)")
+            }
             Self::Pidfd { pid, .. } if *pid > 0 => format!("pidfd of pid {pid}"),
             Self::Pidfd { .. } => "pidfd of a process that exited".into(),
             Self::External { what, .. } => {
@@ -357,6 +398,8 @@ mod tests {
                 extents: vec![],
                 owner: None,
                 times: None,
+                ino: 0,
+                remap: None,
             },
             FileKindEntry::Memfd {
                 name: "m".into(),
@@ -429,6 +472,15 @@ mod tests {
                 fd: Some(0),
             },
             FileKindEntry::Pidfd { pid: 1, ino: 2 },
+            FileKindEntry::Ghost {
+                path: "/d".into(),
+                mode: 0o040755,
+                rdev: 0,
+                target: None,
+                owner: (0, 0),
+                ino: 3,
+                data: None,
+            },
         ];
         assert_eq!(all.len(), FileKindEntry::TAGS.len());
         for e in &all {

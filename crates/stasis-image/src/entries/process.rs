@@ -64,6 +64,10 @@ pub struct ProcessEntry {
     /// /proc/PID/loginuid (the audit login uid; u32::MAX: unset).
     #[serde(default)]
     pub loginuid: Option<u32>,
+    /// The working directory as a file of the file table, when it is not reachable by path
+    /// (a removed directory: a `ghost` entry).
+    #[serde(default)]
+    pub cwd_file: Option<u32>,
     /// prctl(PR_SET_THP_DISABLE).
     #[serde(default)]
     pub thp_disable: bool,

@@ -3,7 +3,7 @@
 
 use super::{reopen_flags, seek, DumpFd, FilesError};
 use stasis_image::{FileEntry, FileKindEntry};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
@@ -21,7 +21,30 @@ impl super::FileKind for Deleted {
         dump(cx)
     }
     fn open(&self, cx: &mut super::OpenCx, entry: &FileEntry) -> Result<OwnedFd, FilesError> {
-        open(cx.dir, entry)
+        open(cx, entry)
+    }
+    fn finish(&self, cx: &mut super::OpenCx) -> Result<(), FilesError> {
+        cx.state::<Recreated>().remove_all();
+        Ok(())
+    }
+}
+
+/// Deleted files recreated by this restore, by saved inode, kept linked while other
+/// descriptions of them are opened and removed at the end (or when the restore fails).
+#[derive(Default)]
+struct Recreated(std::collections::HashMap<u64, std::path::PathBuf>);
+
+impl Recreated {
+    fn remove_all(&mut self) {
+        for (_, p) in self.0.drain() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+impl Drop for Recreated {
+    fn drop(&mut self) {
+        self.remove_all();
     }
 }
 
@@ -56,6 +79,41 @@ pub fn dump(cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
     };
     let f = std::fs::File::from(reader.try_clone().map_err(|e| err("the descriptor", e))?);
     let meta = f.metadata().map_err(|e| err("the file's metadata", e))?;
+    if meta.nlink() > 0 {
+        if let Some(made) = cx.link_remap.as_deref_mut() {
+            // Unlinked here but linked elsewhere: a link of ours to the same inode, next to
+            // the old path, keeps it the same file for the restore.
+            let remap = Path::new(&path)
+                .parent()
+                .filter(|d| d.is_dir())
+                .map(|d| d.join(format!(".stasis-link-remap-{}", meta.ino())));
+            if let Some(remap) = remap {
+                let _ = std::fs::remove_file(&remap);
+                nix::unistd::linkat(
+                    None,
+                    Path::new(&format!("/proc/self/fd/{}", cx.stolen.as_raw_fd())),
+                    None,
+                    remap.as_path(),
+                    nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+                )
+                .map_err(|e| err("a link back to the unlinked file (--link-remap)", e.into()))?;
+                made.push(remap.clone());
+                let name = cx.blob_name();
+                let content = stasis_image::write_blob(cx.image_dir, &name, &[])?;
+                return Ok(FileKindEntry::Deleted {
+                    path,
+                    mode: meta.mode(),
+                    content,
+                    size: None,
+                    extents: Vec::new(),
+                    owner: None,
+                    times: None,
+                    ino: meta.ino(),
+                    remap: Some(remap.to_string_lossy().into_owned()),
+                });
+            }
+        }
+    }
     let extents = data_extents(&f, meta.len()).map_err(|e| err("the deleted file's holes", e))?;
     let data_bytes: u64 = extents.iter().map(|e| e.1).sum();
     if let Some(limit) = cx.ghost_limit.filter(|l| data_bytes > *l) {
@@ -87,6 +145,8 @@ pub fn dump(cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
             (meta.atime(), meta.atime_nsec()),
             (meta.mtime(), meta.mtime_nsec()),
         ]),
+        ino: meta.ino(),
+        remap: None,
     })
 }
 
@@ -114,7 +174,7 @@ fn data_extents(f: &std::fs::File, size: u64) -> std::io::Result<Vec<(u64, u64)>
     Ok(out)
 }
 
-pub fn open(image_dir: &Path, entry: &FileEntry) -> Result<OwnedFd, FilesError> {
+pub fn open(cx: &mut super::OpenCx, entry: &FileEntry) -> Result<OwnedFd, FilesError> {
     let FileKindEntry::Deleted {
         path,
         mode,
@@ -123,24 +183,41 @@ pub fn open(image_dir: &Path, entry: &FileEntry) -> Result<OwnedFd, FilesError> 
         extents,
         owner,
         times,
+        ino,
+        remap,
     } = &entry.kind
     else {
         unreachable!("deleted::open on another kind")
     };
-    let data = stasis_image::read_blob(image_dir, content)?;
-    let orig = Path::new(path);
-    let dir = orig.parent().unwrap_or(Path::new("/"));
-    // Recreated under its own name when that is free, so /proc/PID/fd shows the same
-    // "PATH (deleted)" as before; otherwise beside it.
-    let tmp = if std::fs::symlink_metadata(orig).is_err() {
-        orig.to_path_buf()
-    } else {
-        dir.join(format!(
-            ".stasis-deleted-{}-{}",
-            std::process::id(),
-            entry.id
-        ))
+    let reopen = |at: &Path| {
+        std::fs::OpenOptions::new()
+            .read(entry.flags as i32 & libc::O_ACCMODE != libc::O_WRONLY)
+            .write(entry.flags as i32 & libc::O_ACCMODE != libc::O_RDONLY)
+            .custom_flags(reopen_flags(entry.flags) & !libc::O_ACCMODE)
+            .open(at)
+            .map_err(|source| FilesError::Open {
+                id: entry.id,
+                op: "reopen",
+                path: at.to_path_buf(),
+                source,
+            })
     };
+    if let Some(r) = remap {
+        // The same inode, through the link the dump made (removed at the end).
+        let at = std::path::PathBuf::from(r);
+        let fd = OwnedFd::from(reopen(&at)?);
+        cx.state::<Recreated>().0.insert(*ino, at);
+        seek(&fd, entry.pos);
+        return Ok(fd);
+    }
+    if let Some(at) = cx.state::<Recreated>().0.get(ino).cloned() {
+        // Another description of a file recreated already.
+        let fd = OwnedFd::from(reopen(&at)?);
+        seek(&fd, entry.pos);
+        return Ok(fd);
+    }
+    let data = stasis_image::read_blob(cx.dir, content)?;
+    let tmp = super::place_for_deleted(Path::new(path), entry.id);
     let oerr = |op, source| FilesError::Open {
         id: entry.id,
         op,
@@ -155,15 +232,13 @@ pub fn open(image_dir: &Path, entry: &FileEntry) -> Result<OwnedFd, FilesError> 
         .map_err(|e| oerr("create", e))?;
     let res = fill(&f, &data, *size, extents, *mode, *owner, *times)
         .map_err(|e| oerr("write", e))
-        .and_then(|_| {
-            std::fs::OpenOptions::new()
-                .read(entry.flags as i32 & libc::O_ACCMODE != libc::O_WRONLY)
-                .write(entry.flags as i32 & libc::O_ACCMODE != libc::O_RDONLY)
-                .custom_flags(reopen_flags(entry.flags) & !libc::O_ACCMODE)
-                .open(&tmp)
-                .map_err(|e| oerr("reopen", e))
-        });
-    let _ = std::fs::remove_file(&tmp);
+        .and_then(|_| reopen(&tmp));
+    if *ino != 0 && res.is_ok() {
+        // Kept until the end: other descriptions of it may come (removed by `finish`).
+        cx.state::<Recreated>().0.insert(*ino, tmp.clone());
+    } else {
+        let _ = std::fs::remove_file(&tmp);
+    }
     let fd = OwnedFd::from(res?);
     seek(&fd, entry.pos);
     Ok(fd)

@@ -13,6 +13,7 @@ pub mod epoll;
 pub mod eventfd;
 pub mod external;
 pub mod fifo;
+pub mod ghost;
 pub mod inotify;
 pub mod lock;
 pub mod memfd;
@@ -41,6 +42,7 @@ use std::path::{Path, PathBuf};
 pub static KINDS: &[&dyn FileKind] = &[
     &memfd::Memfd,
     &pty::Pty,
+    &ghost::Ghost,
     &deleted::Deleted,
     &fifo::Fifo,
     &path::ByPath,
@@ -213,6 +215,8 @@ pub struct DumpFd<'a> {
     pub ghost_limit: Option<u64>,
     /// Every pid and tid of the dumped tree.
     pub tree: &'a [i32],
+    /// Link deleted files that still have other links back (`--link-remap`): the links made.
+    pub link_remap: Option<&'a mut Vec<PathBuf>>,
 }
 
 impl DumpFd<'_> {
@@ -316,6 +320,10 @@ pub struct FileTable {
     pub file_locks: bool,
     /// Every pid and tid of the dumped tree (a pidfd must name one of them).
     pub tree: Vec<i32>,
+    /// Link deleted files that still have other links back (`--link-remap`).
+    pub link_remap: bool,
+    /// The links `--link-remap` made: removed again if the dump fails.
+    pub remaps: Vec<PathBuf>,
     /// (file id, fd) of the root's fds 0-2 that were dumped by kind: [`FileTable::settle_stdio`]
     /// decides whether they lead outside the tree.
     stdio: Vec<(u32, i32)>,
@@ -330,6 +338,13 @@ impl FileTable {
                 stasis_sys::netlink::tcp_repair::TCP_REPAIR,
                 &stasis_sys::netlink::tcp_repair::REPAIR_OFF_NO_WP.to_ne_bytes(),
             );
+        }
+    }
+
+    /// The dump failed: remove the links `--link-remap` made.
+    pub fn drop_remaps(&mut self) {
+        for p in self.remaps.drain(..) {
+            let _ = std::fs::remove_file(p);
         }
     }
 
@@ -533,6 +548,7 @@ fn dump_one(
         repaired: &mut table.repaired,
         ghost_limit: table.ghost_limit,
         tree: &table.tree,
+        link_remap: table.link_remap.then_some(&mut table.remaps),
     };
     let kind = KINDS
         .iter()
@@ -546,7 +562,7 @@ fn dump_one(
         .dump(&mut cx)?;
     if matches!(
         kind,
-        FileKindEntry::Memfd { .. } | FileKindEntry::Deleted { .. }
+        FileKindEntry::Memfd { .. } | FileKindEntry::Deleted { .. } | FileKindEntry::Ghost { .. }
     ) {
         use std::os::unix::fs::MetadataExt;
         if let Ok(m) = std::fs::File::from(stolen).metadata() {
@@ -740,10 +756,30 @@ pub fn finish(cx: &mut OpenCx) -> Result<(), FilesError> {
     Ok(())
 }
 
+/// Where restore makes a file that was deleted (to open it and delete it again): its own path
+/// when that is free and its directory exists, so /proc/PID/fd shows the same name; else a
+/// name of ours in its directory, or in the nearest directory above that still exists (the
+/// directory may have been removed too).
+pub fn place_for_deleted(path: &Path, id: u32) -> PathBuf {
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    if parent.is_dir() && std::fs::symlink_metadata(path).is_err() {
+        return path.to_path_buf();
+    }
+    let dir = parent
+        .ancestors()
+        .find(|a| a.is_dir())
+        .unwrap_or(Path::new("/"));
+    dir.join(format!(".stasis-deleted-{}-{id}", std::process::id()))
+}
+
 /// Open flags to reopen a file with the saved ones (never create or truncate again).
 pub fn reopen_flags(saved: u32) -> i32 {
-    (saved as i32)
-        & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_CLOEXEC | libc::O_NOCTTY)
+    let mut f = saved as i32;
+    // An O_TMPFILE file is reopened by the path it is recreated at: a plain open.
+    if f & libc::O_TMPFILE == libc::O_TMPFILE {
+        f &= !libc::O_TMPFILE;
+    }
+    f & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_CLOEXEC | libc::O_NOCTTY)
         | libc::O_CLOEXEC
 }
 
@@ -765,6 +801,63 @@ pub fn read_all_at(fd: &OwnedFd) -> std::io::Result<Vec<u8>> {
         }
         out.extend_from_slice(&buf[..n]);
     }
+}
+
+/// The working directory of `pid` when it was removed: saved as a ghost in `table` (shared
+/// with any fd of the same directory); returns its file id.
+pub fn dump_removed_cwd(
+    pid: i32,
+    image_dir: &Path,
+    table: &mut FileTable,
+) -> Result<u32, FilesError> {
+    use std::os::unix::fs::MetadataExt;
+    let proc_err = |what, source| FilesError::Proc {
+        pid,
+        fd: -1,
+        what,
+        source,
+    };
+    let at = format!("/proc/{pid}/cwd");
+    let dir = std::fs::File::open(&at).map_err(|e| proc_err("the removed working directory", e))?;
+    let meta = dir
+        .metadata()
+        .map_err(|e| proc_err("the working directory's metadata", e))?;
+    if let Some((id, _)) = table.inodes.iter().find(|(_, ino)| *ino == meta.ino()) {
+        return Ok(*id);
+    }
+    let link = std::fs::read_link(&at)
+        .map(|p| p.to_string_lossy().into_owned())
+        .map_err(|e| proc_err("the working directory link", e))?;
+    let fd = OwnedFd::from(dir);
+    let id = 1 + table.files.len() as u32;
+    let mut cx = DumpFd {
+        pid,
+        fd: -1,
+        link: &link,
+        mode: meta.mode(),
+        info: &FdInfo::default(),
+        stolen: &fd,
+        image_dir,
+        next_blob: &mut table.next_blob,
+        seen_pipes: &mut table.seen_pipes,
+        unix_table: &[],
+        tcp_established: false,
+        repaired: &mut table.repaired,
+        ghost_limit: table.ghost_limit,
+        tree: &table.tree,
+        link_remap: table.link_remap.then_some(&mut table.remaps),
+    };
+    let kind = ghost::dump(&mut cx)?;
+    table.files.push(FileEntry {
+        id,
+        flags: (libc::O_RDONLY | libc::O_DIRECTORY) as u32,
+        pos: 0,
+        kind,
+        locks: Vec::new(),
+        link: Some(link),
+    });
+    table.inodes.push((id, meta.ino()));
+    Ok(id)
 }
 
 /// A deleted file that a process maps but holds no fd of (a POSIX semaphore in /dev/shm, a
@@ -817,6 +910,7 @@ pub fn dump_mapped_deleted(
         repaired: &mut table.repaired,
         ghost_limit: table.ghost_limit,
         tree: &table.tree,
+        link_remap: table.link_remap.then_some(&mut table.remaps),
     };
     let kind = if link.starts_with("/memfd:") {
         memfd::dump(&mut cx)?
