@@ -428,6 +428,7 @@ fn wait_gone(pid: i32, limit: Duration) {
 struct SeizedThread {
     tid: Pid,
     job_stopped: bool,
+    stop_sig: i32,
     /// Its credentials when it was frozen.
     creds: Option<CredsEntry>,
     base: Option<ptrace::Regs>,
@@ -445,6 +446,8 @@ struct Seized {
     zombie: bool,
     /// In a job-control stop when seized.
     stopped: bool,
+    /// The signal of that stop.
+    stop_sig: i32,
 }
 
 /// Seize and stop every thread of `pid`, rescanning /proc/PID/task until no new thread
@@ -458,6 +461,7 @@ fn freeze_all(pid: Pid, ppid: i32) -> Result<Seized> {
         gadget: 0,
         zombie: false,
         stopped: false,
+        stop_sig: 0,
     };
     loop {
         let tids = list_tasks(pid.as_raw());
@@ -489,6 +493,7 @@ fn freeze_all(pid: Pid, ppid: i32) -> Result<Seized> {
         .threads
         .sort_by_key(|t| (t.tid != pid, t.tid.as_raw()));
     seized.stopped = seized.threads.first().is_some_and(|t| t.job_stopped);
+    seized.stop_sig = seized.threads.first().map_or(0, |t| t.stop_sig);
     Ok(seized)
 }
 
@@ -511,6 +516,7 @@ fn after_stop(pid: Pid, f: freeze::Frozen) -> Result<SeizedThread, FreezeError> 
     Ok(SeizedThread {
         tid: f.pid,
         job_stopped: f.job_stopped,
+        stop_sig: f.stop_sig,
         creds: status.as_ref().map(process::creds_of),
         base: None,
         sigmask: None,
@@ -545,6 +551,7 @@ impl Seized {
             gadget: 0,
             zombie: true,
             stopped: false,
+            stop_sig: 0,
         }
     }
 
@@ -637,6 +644,11 @@ fn collect(
     }
     let mut info = process::dump(&src, pid)?;
     info.entry.stopped = state.stopped;
+    info.entry.stop_sig = state.stop_sig;
+    if !root {
+        info.entry.files_shared =
+            stasis_sys::pidfd::kcmp_files(Pid::from_raw(state.ppid), state.pid).unwrap_or(false);
+    }
     // A thread may hold credentials of its own (raw setresuid changes one thread only).
     let own_creds: Vec<Option<CredsEntry>> = state
         .threads
@@ -759,10 +771,11 @@ fn collect(
     }
     for (sm, v) in smaps.iter().zip(&vmas) {
         if sm.map.deleted
+            && v.shmem.is_none()
             && matches!(v.kind, VmaKind::FilePrivate | VmaKind::FileShared)
             && !table.inodes.iter().any(|(_, ino)| *ino == sm.map.inode)
         {
-            let writable = v.kind == VmaKind::FileShared && v.prot & libc::PROT_WRITE as u32 != 0;
+            let writable = memory::opens_writable(v);
             files::dump_mapped_deleted(pid, v.start, v.end, writable, dir, table)?;
         }
     }
@@ -770,6 +783,7 @@ fn collect(
 
     // Memory.
     let t_mem = Instant::now();
+    memory::find_guards(pid, &mut vmas)?;
     cow.mark(pid, &mut vmas);
     let gentle = cow
         .with_children

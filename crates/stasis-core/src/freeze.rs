@@ -33,6 +33,23 @@ pub struct Frozen {
     /// The thread was in a job-control stop (SIGSTOP, SIGTSTP, ...): its first report was a
     /// group stop, not our interrupt.
     pub job_stopped: bool,
+    /// The signal of that stop (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU), 0 when not stopped.
+    pub stop_sig: i32,
+}
+
+/// Whether thread `tid` has a SIGSTOP pending, in its own queue or its process's.
+fn sigstop_pending(tid: i32) -> bool {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{tid}/status")) else {
+        return false;
+    };
+    let bit = 1u64 << (libc::SIGSTOP - 1);
+    text.lines()
+        .filter_map(|l| {
+            l.strip_prefix("SigPnd:")
+                .or_else(|| l.strip_prefix("ShdPnd:"))
+        })
+        .filter_map(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .any(|m| m & bit != 0)
 }
 
 /// Seize `pid` (options `opts`) and stop it with PTRACE_INTERRUPT.
@@ -58,10 +75,10 @@ pub fn seize_and_stop(pid: Pid, opts: u32) -> Result<Frozen, FreezeError> {
         source => FreezeError::Seize { pid: raw, source },
     })?;
     ptrace::interrupt(pid).map_err(|source| FreezeError::Seize { pid: raw, source })?;
-    let job_stopped = loop {
+    let (job_stopped, sig_of_stop) = loop {
         match ptrace::wait(pid, false) {
             Ok(Some((_, WaitStatus::Stopped { event, sig }))) if event == ptrace::EVENT_STOP => {
-                break sig != libc::SIGTRAP;
+                break (sig != libc::SIGTRAP, sig);
             }
             Ok(Some((_, WaitStatus::Stopped { sig, .. }))) => {
                 // A signal arrived before our interrupt: let it be delivered (it is not ours
@@ -80,7 +97,41 @@ pub fn seize_and_stop(pid: Pid, opts: u32) -> Result<Frozen, FreezeError> {
             Err(source) => return Err(FreezeError::Seize { pid: raw, source }),
         }
     };
-    Ok(Frozen { pid, job_stopped })
+    let mut stop_sig = if job_stopped { sig_of_stop } else { 0 };
+    // A SIGSTOP still pending (sent again to a stopped process, or racing our interrupt)
+    // cannot be blocked: the first remote syscall would run into its signal-delivery stop.
+    // Let the thread take it now, every other signal blocked, and drop it (the next resume
+    // passes signal 0): the process is saved as stopped by it instead, which it is or is about
+    // to be (a SIGCONT would have discarded it anyway).
+    if sigstop_pending(raw) {
+        let err = |source| FreezeError::Seize { pid: raw, source };
+        let mask = ptrace::get_sigmask(pid).map_err(err)?;
+        ptrace::set_sigmask(pid, !0u64).map_err(err)?;
+        while sigstop_pending(raw) {
+            ptrace::cont(pid, 0).map_err(err)?;
+            match ptrace::wait(pid, false) {
+                Ok(Some((_, WaitStatus::Stopped { .. }))) => {}
+                Ok(Some((_, WaitStatus::Exited(_) | WaitStatus::Signaled(_))))
+                | Err(Errno::ECHILD) => return Err(FreezeError::Gone { pid: raw }),
+                Ok(other) => {
+                    return Err(FreezeError::NoStop {
+                        pid: raw,
+                        status: format!("{other:?}"),
+                    })
+                }
+                Err(source) => return Err(FreezeError::Seize { pid: raw, source }),
+            }
+        }
+        ptrace::set_sigmask(pid, mask).map_err(err)?;
+        if stop_sig == 0 {
+            stop_sig = libc::SIGSTOP;
+        }
+    }
+    Ok(Frozen {
+        pid,
+        job_stopped: stop_sig != 0,
+        stop_sig,
+    })
 }
 
 /// Pins this thread and a tracee to the CPU we run on; restores both affinities on drop.

@@ -103,6 +103,9 @@ type Result<T, E = RestoreError> = std::result::Result<T, E>;
 /// process then dup3()s its own fds from these, so descriptions shared across processes stay
 /// shared.
 struct Prepared<'a> {
+    /// Seccomp filters are suspended for our remote syscalls (PTRACE_O_SUSPEND_SECCOMP), so
+    /// they go in before credentials; else they go in last.
+    seccomp_early: bool,
     /// The files' opening state, kept for their finishing step.
     files: files::OpenCx<'a>,
     base: i32,
@@ -207,12 +210,14 @@ fn prepare<'a>(img: &'a Image, inherit: &'a [files::InheritFd]) -> Result<Prepar
             by_id.insert(id, park(p.pid, f, &mut owned)?);
         }
         for v in &p.vmas {
-            if !matches!(v.kind, VmaKind::FilePrivate | VmaKind::FileShared) || v.file_id.is_some()
+            if !matches!(v.kind, VmaKind::FilePrivate | VmaKind::FileShared)
+                || v.file_id.is_some()
+                || v.shmem.is_some()
             {
                 continue;
             }
             let path = v.path.clone().unwrap_or_default();
-            let writable = v.kind == VmaKind::FileShared && v.prot & libc::PROT_WRITE as u32 != 0;
+            let writable = memory::opens_writable(v);
             if maps.contains_key(&(path.clone(), writable)) {
                 continue;
             }
@@ -293,6 +298,7 @@ fn prepare<'a>(img: &'a Image, inherit: &'a [files::InheritFd]) -> Result<Prepar
         shmem.insert(id, park(img.processes[0].pid, fd, &mut owned)?);
     }
     Ok(Prepared {
+        seccomp_early: false,
         files: cx,
         base,
         place,
@@ -397,14 +403,25 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
         }
     }
     drop(ready_r);
-    ptrace::seize(
-        child,
-        ptrace::OPT_EXITKILL
-            | ptrace::OPT_TRACESYSGOOD
-            | ptrace::OPT_TRACECLONE
-            | ptrace::OPT_TRACEFORK,
-    )
-    .map_err(|source| RestoreError::Skeleton {
+    // Seccomp filters go in before credentials (see rebuild); from then on they must not judge
+    // our remote syscalls. Forked skeletons and cloned threads inherit the option.
+    let seccomp = img
+        .processes
+        .iter()
+        .any(|p| !p.seccomp_filters.is_empty() || p.seccomp_mode != 0);
+    let opts = ptrace::OPT_EXITKILL
+        | ptrace::OPT_TRACESYSGOOD
+        | ptrace::OPT_TRACECLONE
+        | ptrace::OPT_TRACEFORK;
+    // Suspending seccomp needs CAP_SYS_ADMIN: without it (rootless) the filters go in last,
+    // after every other remote syscall, as they must then.
+    let seized = match seccomp {
+        true => ptrace::seize(child, opts | ptrace::OPT_SUSPEND_SECCOMP)
+            .map(|_| prep.seccomp_early = true)
+            .or_else(|_| ptrace::seize(child, opts)),
+        false => ptrace::seize(child, opts),
+    };
+    seized.map_err(|source| RestoreError::Skeleton {
         pid: root.pid,
         step: "PTRACE_SEIZE",
         source,
@@ -566,12 +583,22 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
         .iter()
         .filter(|p| p.stopped && p.zombie.is_none())
     {
-        ptrace::kill(Pid::from_raw(p.pid), libc::SIGSTOP).map_err(|source| {
-            RestoreError::Skeleton {
-                pid: p.pid,
-                step: "kill(SIGSTOP)",
-                source,
+        // The signal that stopped it, so that its parent's wait reports the same: a terminal
+        // stop signal stops only with its default action, else SIGSTOP.
+        let sig = match p.stop_sig {
+            s @ (libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU)
+                if p.sigactions
+                    .iter()
+                    .all(|a| a.sig != s as u32 || a.handler == 0) =>
+            {
+                s
             }
+            _ => libc::SIGSTOP,
+        };
+        ptrace::kill(Pid::from_raw(p.pid), sig).map_err(|source| RestoreError::Skeleton {
+            pid: p.pid,
+            step: "kill(SIGSTOP)",
+            source,
         })?;
     }
     for tid in all_threads {
@@ -724,7 +751,7 @@ fn helper<'h>(
     if let Some(i) = helpers.iter().position(|h| h.pid() == pid) {
         return Ok(&mut helpers[i]);
     }
-    let h = fork_child(t, s, pid, &[])?;
+    let h = fork_child(t, s, pid, &[], false)?;
     forked.push(h);
     let mut ht = PtraceTracee::new(h)?;
     ht.set_gadget(t.gadget());
@@ -819,9 +846,21 @@ fn finish_zombie(t: PtraceTracee, status: i32) -> Result<()> {
         // default dispositions, and its mask (all blocked, inherited from the parent being
         // restored) is emptied. (A signal passed to PTRACE_DETACH would be ignored: the
         // skeleton is in an event stop, not a signal-delivery stop.)
-        let kill = ptrace::set_sigmask(pid, 0)
-            .and_then(|_| ptrace::kill(pid, sig))
-            .and_then(|_| ptrace::detach(pid, 0));
+        let kill = ptrace::set_sigmask(pid, 0).and_then(|_| ptrace::kill(pid, sig));
+        let kill = if sig == libc::SIGKILL {
+            // SIGKILL takes a traced task out of its stop at once: it dies still traced by
+            // us (PTRACE_DETACH would fail with ESRCH). Reaping our ptrace view of it hands
+            // the zombie to its real parent, which the kernel notifies then.
+            kill.and_then(|_| loop {
+                match ptrace::wait(pid, false) {
+                    Ok(Some((_, WaitStatus::Signaled(_) | WaitStatus::Exited(_)))) => break Ok(()),
+                    Ok(_) => continue,
+                    Err(e) => break Err(e),
+                }
+            })
+        } else {
+            kill.and_then(|_| ptrace::detach(pid, 0))
+        };
         return kill.map_err(|source| RestoreError::Skeleton {
             pid: pid.as_raw(),
             step: "killing a zombie-to-be",
@@ -865,7 +904,13 @@ fn skeleton_gadget(t: &PtraceTracee, pid: Pid) -> Result<u64> {
 /// Fork the skeleton of child `pid` from its parent, traced as `t`, whose memory is
 /// restored already: the child starts as a copy-on-write copy of it, so pages both still
 /// share stay shared (remote clone3 with set_tid; its arguments go in the scratch area `s`).
-fn fork_child(t: &mut PtraceTracee, s: Scratch, pid: i32, skip: &[&VmaEntry]) -> Result<Pid> {
+fn fork_child(
+    t: &mut PtraceTracee,
+    s: Scratch,
+    pid: i32,
+    skip: &[&VmaEntry],
+    files: bool,
+) -> Result<Pid> {
     let advise = |t: &mut PtraceTracee, advice: i32| -> Result<()> {
         for v in skip {
             t.syscall(
@@ -884,14 +929,14 @@ fn fork_child(t: &mut PtraceTracee, s: Scratch, pid: i32, skip: &[&VmaEntry]) ->
         Ok(())
     };
     advise(t, libc::MADV_DONTFORK)?;
-    let kid = fork_child_all(t, s, pid);
+    let kid = fork_child_all(t, s, pid, files);
     advise(t, libc::MADV_DOFORK)?;
     kid
 }
 
-fn fork_child_all(t: &mut PtraceTracee, s: Scratch, pid: i32) -> Result<Pid> {
+fn fork_child_all(t: &mut PtraceTracee, s: Scratch, pid: i32, files: bool) -> Result<Pid> {
     let args = [
-        0u64,
+        if files { libc::CLONE_FILES as u64 } else { 0 },
         0,
         0,
         0,
@@ -1055,12 +1100,14 @@ fn rebuild(
         let fd = match v.kind {
             VmaKind::Vdso | VmaKind::Vvar | VmaKind::VvarVclock | VmaKind::Vsyscall => continue,
             VmaKind::SharedAnon => v.shmem.and_then(|id| prep.shmem.get(&id)).copied(),
+            VmaKind::FilePrivate if v.shmem.is_some() => {
+                v.shmem.and_then(|id| prep.shmem.get(&id)).copied()
+            }
             VmaKind::FilePrivate | VmaKind::FileShared if v.file_id.is_some() => {
                 v.file_id.and_then(|id| prep.by_id.get(&id)).copied()
             }
             VmaKind::FilePrivate | VmaKind::FileShared => {
-                let writable =
-                    v.kind == VmaKind::FileShared && v.prot & libc::PROT_WRITE as u32 != 0;
+                let writable = memory::opens_writable(v);
                 prep.maps
                     .get(&(v.path.clone().unwrap_or_default(), writable))
                     .copied()
@@ -1075,6 +1122,7 @@ fn rebuild(
         } else {
             memory::map_vma(&mut t, v, fd)?;
         }
+        memory::advise(&mut t, v)?;
     }
     // The pages: here, those children forked below must find (the mappings they share
     // copy-on-write) and those of read-only shared mappings, which are made read-only after
@@ -1124,6 +1172,9 @@ fn rebuild(
             .filter(|v| {
                 matches!(v.kind, VmaKind::Anon | VmaKind::FilePrivate)
                     && v.len() >= 1 << 20
+                    // Already kept out (MADV_DONTFORK saved): the MADV_DOFORK after the
+                    // fork would clear it.
+                    && !memory::has_flag(v, "dc")
                     && !shares_cow(q, v)
             })
             .collect();
@@ -1148,10 +1199,10 @@ fn rebuild(
                 &mut helpers,
                 forked,
             )?;
-            let kid = fork_child(h, s, q.pid, &skip)?;
+            let kid = fork_child(h, s, q.pid, &skip, false)?;
             forked.push(kid);
         } else {
-            let kid = fork_child(&mut t, s, q.pid, &skip)?;
+            let kid = fork_child(&mut t, s, q.pid, &skip, q.files_shared)?;
             forked.push(kid);
             if lost_group {
                 helper(
@@ -1175,37 +1226,61 @@ fn rebuild(
     }
 
     // Descriptors: drop what the skeleton inherited below `base`, move the parked ones into
-    // place, drop the parked copies.
+    // place, drop the parked copies. A process cloned with its parent's fd table (CLONE_FILES)
+    // has its fds already; the parked copies stay until the last process sharing the table has
+    // forked its own children (they start with a copy of it and need theirs).
     let fds_err = |source| RestoreError::Fds { pid: pidn, source };
-    t.syscall(
-        "close_range",
-        libc::SYS_close_range,
-        [0, (prep.base - 1) as u64, 0, 0, 0, 0],
-    )
-    .map_err(fds_err)?;
-    for &(src, dst, cloexec) in &prep.place[&p.pid] {
-        let flags = if cloexec { libc::O_CLOEXEC as u64 } else { 0 };
+    fn group_of<'i>(img: &'i Image, mut q: &'i stasis_image::ProcessEntry) -> i32 {
+        while q.files_shared {
+            match img.processes.iter().find(|r| r.pid == q.ppid) {
+                Some(r) => q = r,
+                None => break,
+            }
+        }
+        q.pid
+    }
+    let group = group_of(img, p);
+    let last_of_group = img
+        .processes
+        .iter()
+        .rfind(|q| q.zombie.is_none() && group_of(img, q) == group)
+        .is_some_and(|q| q.pid == pidn);
+    let mut deferred = None;
+    if !p.files_shared {
         t.syscall(
-            "dup3",
-            libc::SYS_dup3,
-            [src as u64, dst as u64, flags, 0, 0, 0],
+            "close_range",
+            libc::SYS_close_range,
+            [0, (prep.base - 1) as u64, 0, 0, 0, 0],
+        )
+        .map_err(fds_err)?;
+        for &(src, dst, cloexec) in &prep.place[&p.pid] {
+            let flags = if cloexec { libc::O_CLOEXEC as u64 } else { 0 };
+            t.syscall(
+                "dup3",
+                libc::SYS_dup3,
+                [src as u64, dst as u64, flags, 0, 0, 0],
+            )
+            .map_err(fds_err)?;
+        }
+        let not_yet = files::place_inside(&mut t, s, &img.files.files, p, &p.fds, false)?;
+        deferred = (!not_yet.is_empty()).then(|| Deferred {
+            pid: child,
+            gadget: t.gadget(),
+            fds: not_yet,
+        });
+        files::placed(&mut t, s, &img.processes, &img.files.files, p)?;
+    }
+    if last_of_group {
+        t.syscall(
+            "close_range",
+            libc::SYS_close_range,
+            [prep.base as u64, u32::MAX as u64, 0, 0, 0, 0],
         )
         .map_err(fds_err)?;
     }
-    let not_yet = files::place_inside(&mut t, s, &img.files.files, p, &p.fds, false)?;
-    let deferred = (!not_yet.is_empty()).then(|| Deferred {
-        pid: child,
-        gadget: t.gadget(),
-        fds: not_yet,
-    });
-    files::placed(&mut t, s, &img.processes, &img.files.files, p)?;
-    t.syscall(
-        "close_range",
-        libc::SYS_close_range,
-        [prep.base as u64, u32::MAX as u64, 0, 0, 0, 0],
-    )
-    .map_err(fds_err)?;
-    files::take_posix_locks(&mut t, s, &img.files.files, p)?;
+    if !p.files_shared {
+        files::take_posix_locks(&mut t, s, &img.files.files, p)?;
+    }
 
     process::restore_rlimits(pidn, &p.rlimits)?;
     process::restore_oom_score_adj(pidn, p.oom_score_adj)?;
@@ -1233,6 +1308,21 @@ fn rebuild(
         tt.set_gadget(t.gadget());
         thread::restore_inside(&mut tt, s, th)?;
         signal::queue_signals(&mut tt, s, pidn, Some(th.tid), &th.pending)?;
+    }
+    // Seccomp before credentials: without no_new_privs, installing a filter takes
+    // CAP_SYS_ADMIN, which the saved credentials may not have. The filters are suspended for
+    // the remote syscalls that follow (PTRACE_O_SUSPEND_SECCOMP, set at seize) until detach.
+    let stack_low = p
+        .vmas
+        .iter()
+        .find(|v| v.start <= th.regs.rsp && th.regs.rsp < v.end)
+        .map_or(u64::MAX, |v| v.start);
+    if prep.seccomp_early {
+        process::restore_seccomp(&mut t, p, stack_low)?;
+    }
+    for (tid, th) in threads.iter().zip(&p.threads[1..]) {
+        let mut tt = PtraceTracee::new(*tid)?;
+        tt.set_gadget(t.gadget());
         process::restore_creds(&mut tt, s, th.creds.as_ref().unwrap_or(&p.creds))?;
         // no_new_privs is per thread too (seccomp filters reach every thread by TSYNC).
         if p.no_new_privs {
@@ -1246,17 +1336,14 @@ fn rebuild(
     // POSIX timers last among the process's own state: a thread-directed one needs its thread.
     signal::restore_posix_timers(&mut t, s, &p.posix_timers)?;
     s.unmap(&mut t)?;
-    let stack_low = p
-        .vmas
-        .iter()
-        .find(|v| v.start <= th.regs.rsp && th.regs.rsp < v.end)
-        .map_or(u64::MAX, |v| v.start);
     for (tid, th) in std::iter::once(&child).chain(&threads).zip(&p.threads) {
         if let Some(sched) = &th.sched {
             thread::restore_sched(*tid, sched)?;
         }
     }
-    process::restore_seccomp(&mut t, p, stack_low)?;
+    if !prep.seccomp_early {
+        process::restore_seccomp(&mut t, p, stack_low)?;
+    }
     thread::restore_cpu(child, th, false)?;
     for (tid, th) in threads.iter().zip(&p.threads[1..]) {
         thread::restore_cpu(*tid, th, false)?;

@@ -8,8 +8,12 @@ use crate::ParseError;
 pub enum Notify {
     /// SIGEV_SIGNAL to the process.
     Signal,
-    /// SIGEV_THREAD_ID: a signal to one thread (also glibc's SIGEV_THREAD helper).
+    /// SIGEV_SIGNAL|SIGEV_THREAD_ID: a signal to one thread (glibc's SIGEV_THREAD timers are
+    /// these, directed at its helper thread). The kernel shows them as `signal/tid.N`.
     Thread(i32),
+    /// SIGEV_THREAD passed to the kernel as is: to the kernel, a signal to the process
+    /// (`thread/pid.N`).
+    SigevThread,
     /// SIGEV_NONE.
     None,
 }
@@ -70,14 +74,17 @@ pub fn parse_timers(text: &str) -> Result<Vec<PosixTimer>, ParseError> {
                 let (how, target) = v
                     .split_once('/')
                     .ok_or_else(|| bad(n, line, "expected HOW/TARGET"))?;
-                let id = target
+                // The kernel prints `nstr[notify & ~SIGEV_THREAD_ID]/(tid|pid).N`: a thread-
+                // directed timer is told by "tid", not by "thread" (that is SIGEV_THREAD).
+                let (whom, id) = target
                     .split_once('.')
-                    .and_then(|(_, id)| id.parse().ok())
+                    .and_then(|(w, id)| Some((w, id.parse::<i32>().ok()?)))
                     .ok_or_else(|| bad(n, line, "bad notify target"))?;
-                t.notify = match how {
-                    "signal" => Notify::Signal,
-                    "thread" => Notify::Thread(id),
-                    "none" => Notify::None,
+                t.notify = match (how, whom) {
+                    ("signal", "tid") => Notify::Thread(id),
+                    ("signal", "pid") => Notify::Signal,
+                    ("thread", "pid") => Notify::SigevThread,
+                    ("none", "pid") => Notify::None,
                     _ => return Err(bad(n, line, "unknown notify kind")),
                 };
             }
@@ -95,9 +102,11 @@ mod tests {
     #[test]
     fn real_file() {
         let text = "ID: 1\nsignal: 14/0000000000000000\nnotify: signal/pid.16158\nClockID: 0\n\
-                    ID: 0\nsignal: 34/0000000000001234\nnotify: thread/tid.16160\nClockID: 1\n";
+                    ID: 0\nsignal: 34/0000000000001234\nnotify: signal/tid.16160\nClockID: 1\n\
+                    ID: 2\nsignal: 10/0000000000000000\nnotify: thread/pid.16158\nClockID: 0\n";
         let t = parse_timers(text).unwrap();
-        assert_eq!(t.len(), 2);
+        assert_eq!(t.len(), 3);
+        assert_eq!(t[2].notify, Notify::SigevThread);
         assert_eq!(
             (t[0].id, t[0].signo, t[0].notify, t[0].clock),
             (1, 14, Notify::Signal, 0)

@@ -13,6 +13,9 @@ pub const PAGE_IS_PRESENT: u64 = 1 << 3;
 pub const PAGE_IS_SWAPPED: u64 = 1 << 4;
 pub const PAGE_IS_PFNZERO: u64 = 1 << 5;
 pub const PAGE_IS_HUGE: u64 = 1 << 6;
+pub const PAGE_IS_SOFT_DIRTY: u64 = 1 << 7;
+/// Linux 6.14+: a guard page (MADV_GUARD_INSTALL).
+pub const PAGE_IS_GUARD: u64 = 1 << 8;
 
 #[repr(C)]
 #[derive(Default)]

@@ -47,6 +47,28 @@ pub fn pidfd_send_signal(pidfd: RawFd, sig: i32) -> SysResult<()> {
     }
 }
 
+/// `kcmp(pid1, pid2, KCMP_FILES, 0, 0)`—Whether two processes share one fd table (CLONE_FILES).
+/// See [kcmp(2)](https://man7.org/linux/man-pages/man2/kcmp.2.html).
+pub fn kcmp_files(pid1: Pid, pid2: Pid) -> SysResult<bool> {
+    const KCMP_FILES: libc::c_int = 2;
+    // SAFETY: plain integer arguments.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            pid1.as_raw(),
+            pid2.as_raw(),
+            KCMP_FILES,
+            0,
+            0,
+        )
+    };
+    if r < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(r == 0)
+    }
+}
+
 /// `kcmp(pid1, pid2, KCMP_FILE, fd1, fd2)`—Whether two fds refer to the same open file
 /// description (0 = same).
 /// See [kcmp(2)](https://man7.org/linux/man-pages/man2/kcmp.2.html).

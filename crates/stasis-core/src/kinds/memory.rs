@@ -169,6 +169,19 @@ pub fn classify(smaps: &[SmapsEntry]) -> Vec<VmaEntry> {
         if s.vm_flags.has("gd") {
             flags |= libc::MAP_GROWSDOWN as u32;
         }
+        // mmap-time flags smaps shows as VmFlags (madvise-time ones: see [`advise`]).
+        if s.vm_flags.has("lo") {
+            flags |= libc::MAP_LOCKED as u32;
+        }
+        if s.vm_flags.has("nr") {
+            flags |= libc::MAP_NORESERVE as u32;
+        }
+        if s.vm_flags.has("dp") && kind == VmaKind::Anon {
+            // MAP_DROPPABLE is a mapping type of its own, instead of MAP_PRIVATE.
+            flags = (flags & !(libc::MAP_PRIVATE as u32)) | MAP_DROPPABLE;
+        }
+        let private_shmem =
+            kind == VmaKind::FilePrivate && m.deleted && path.as_deref() == Some("/dev/zero");
         out.push(VmaEntry {
             start: m.start,
             end: m.end,
@@ -178,9 +191,14 @@ pub fn classify(smaps: &[SmapsEntry]) -> Vec<VmaEntry> {
             pgoff: m.offset,
             path,
             file_id: None,
-            shmem: (kind == VmaKind::SharedAnon && m.inode != 0).then_some(m.inode),
+            // A private mapping of a shared anonymous object (opened through
+            // /proc/PID/map_files) maps that very object too: it sees the object's later
+            // writes through the pages it has not copied.
+            shmem: ((kind == VmaKind::SharedAnon && m.inode != 0) || private_shmem)
+                .then_some(m.inode),
             sysv: None,
             cow: Vec::new(),
+            guards: Vec::new(),
             vm_flags: s
                 .vm_flags
                 .0
@@ -192,6 +210,75 @@ pub fn classify(smaps: &[SmapsEntry]) -> Vec<VmaEntry> {
     out
 }
 
+/// `MAP_DROPPABLE` (Linux 6.11): private anonymous memory the kernel may drop under pressure.
+pub const MAP_DROPPABLE: u32 = 0x08;
+/// `MADV_GUARD_INSTALL` (Linux 6.13).
+pub const MADV_GUARD_INSTALL: i32 = 102;
+
+/// VmFlags mnemonics set with madvise, and the advice that sets each.
+const ADVICE: &[(&str, i32)] = &[
+    ("sr", libc::MADV_SEQUENTIAL),
+    ("rr", libc::MADV_RANDOM),
+    ("dc", libc::MADV_DONTFORK),
+    ("dd", libc::MADV_DONTDUMP),
+    ("mg", libc::MADV_MERGEABLE),
+    ("hg", libc::MADV_HUGEPAGE),
+    ("nh", libc::MADV_NOHUGEPAGE),
+    ("wf", libc::MADV_WIPEONFORK),
+];
+
+/// Whether the saved VmFlags of `v` hold `flag`.
+pub fn has_flag(v: &VmaEntry, flag: &str) -> bool {
+    v.vm_flags.iter().any(|f| f == flag)
+}
+
+/// Give a freshly mapped VMA the madvise flags it had (VmFlags), and its guard pages
+/// (MADV_GUARD_INSTALL). An advice this kernel does not know (EINVAL) is skipped.
+pub fn advise(t: &mut impl Tracee, v: &VmaEntry) -> Result<()> {
+    let droppable = has_flag(v, "dp");
+    for &(flag, advice) in ADVICE {
+        // MAP_DROPPABLE implies VM_WIPEONFORK|VM_DONTDUMP already.
+        if !has_flag(v, flag) || (droppable && matches!(flag, "wf" | "dd")) {
+            continue;
+        }
+        match t.syscall(
+            "madvise (saved VmFlags)",
+            libc::SYS_madvise,
+            [v.start, v.len(), advice as u64, 0, 0, 0],
+        ) {
+            Ok(_) => {}
+            Err(TraceeError::Syscall {
+                source: Errno::EINVAL,
+                ..
+            }) => tracing::debug!(start = v.start, flag, "madvise not supported; skipped"),
+            Err(source) => {
+                return Err(MemoryError::Map {
+                    pid: t.pid(),
+                    start: v.start,
+                    end: v.end,
+                    what: format!("madvise for VmFlag {flag}"),
+                    source,
+                })
+            }
+        }
+    }
+    for &(s, e) in &v.guards {
+        t.syscall(
+            "madvise(MADV_GUARD_INSTALL)",
+            libc::SYS_madvise,
+            [s, e - s, MADV_GUARD_INSTALL as u64, 0, 0, 0],
+        )
+        .map_err(|source| MemoryError::Map {
+            pid: t.pid(),
+            start: s,
+            end: e,
+            what: "installing guard pages".into(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
 /// Tie every mapping of a deleted file to the dumped fd of the same inode (`inodes`: file id
 /// and inode), so restore maps the recreated file. A deleted file no fd holds is an error.
 pub fn link_deleted(
@@ -201,7 +288,10 @@ pub fn link_deleted(
     inodes: &[(u32, u64)],
 ) -> Result<()> {
     for (s, v) in smaps.iter().zip(vmas.iter_mut()) {
-        if !s.map.deleted || !matches!(v.kind, VmaKind::FilePrivate | VmaKind::FileShared) {
+        if !s.map.deleted
+            || v.shmem.is_some()
+            || !matches!(v.kind, VmaKind::FilePrivate | VmaKind::FileShared)
+        {
             continue;
         }
         match inodes.iter().find(|(_, ino)| *ino == s.map.inode) {
@@ -217,6 +307,13 @@ pub fn link_deleted(
         }
     }
     Ok(())
+}
+
+/// Whether the file of a mapping must be opened read-write on restore: a shared mapping that
+/// is writable, or may become so (VM_MAYWRITE, "mw": the file was open for writing, so the
+/// process may mprotect it writable later).
+pub fn opens_writable(v: &VmaEntry) -> bool {
+    v.kind == VmaKind::FileShared && (v.prot & libc::PROT_WRITE as u32 != 0 || has_flag(v, "mw"))
 }
 
 /// Shared memory restore maps (or attaches) read-write whatever its saved protection: the
@@ -255,8 +352,10 @@ fn query_for(kind: VmaKind) -> Option<ScanQuery> {
     let present = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
     match kind {
         VmaKind::Anon | VmaKind::FilePrivate => Some(ScanQuery {
-            inverted: PAGE_IS_FILE | PAGE_IS_PFNZERO,
-            required: PAGE_IS_FILE | PAGE_IS_PFNZERO,
+            // Guard pages (MADV_GUARD_INSTALL) look swapped out but hold nothing: reading
+            // them fails with EIO. They are found apart (see [`find_guards`]).
+            inverted: PAGE_IS_FILE | PAGE_IS_PFNZERO | guard_bit(),
+            required: PAGE_IS_FILE | PAGE_IS_PFNZERO | guard_bit(),
             anyof: present,
             returned: present | PAGE_IS_FILE | PAGE_IS_PFNZERO,
         }),
@@ -534,8 +633,12 @@ fn pages_to_save_all(
     let mut regions = Vec::new();
     for v in vmas {
         let Some(q) = query_for(v.kind) else { continue };
+        if has_flag(v, "dp") {
+            // MAP_DROPPABLE: the kernel may drop these pages at any time; not saved.
+            continue;
+        }
         let readable = v.prot & libc::PROT_READ as u32 != 0;
-        if let Some(id) = v.shmem {
+        if let Some(id) = v.shmem.filter(|_| v.kind == VmaKind::SharedAnon) {
             if let Some(resident) = object_pages(pid, v) {
                 let flags = seen.0.entry(id).or_default();
                 let base = (v.pgoff / PAGE_SIZE) as usize;
@@ -580,6 +683,68 @@ fn pages_to_save_all(
         }
     }
     Ok(out)
+}
+
+/// Record the guard pages (MADV_GUARD_INSTALL, Linux 6.13) of every VMA in `v.guards`: one
+/// PAGEMAP_SCAN over the whole address space (guards are rare).
+pub fn find_guards(pid: i32, vmas: &mut [VmaEntry]) -> Result<()> {
+    use pagemap::*;
+    if guard_bit() == 0 {
+        return Ok(());
+    }
+    let path = PathBuf::from(format!("/proc/{pid}/pagemap"));
+    let f = std::fs::File::open(&path).map_err(|source| MemoryError::Open {
+        pid,
+        path: path.clone(),
+        source,
+    })?;
+    let q = ScanQuery {
+        inverted: 0,
+        required: PAGE_IS_GUARD,
+        anyof: 0,
+        returned: PAGE_IS_GUARD,
+    };
+    let mut regions = Vec::new();
+    pagemap::scan(&f, 0, TASK_SIZE, q, &mut regions).map_err(|source| MemoryError::Scan {
+        pid,
+        start: 0,
+        end: TASK_SIZE,
+        source,
+    })?;
+    for r in regions {
+        for v in vmas
+            .iter_mut()
+            .filter(|v| v.start < r.end && r.start < v.end)
+        {
+            v.guards.push((r.start.max(v.start), r.end.min(v.end)));
+        }
+    }
+    Ok(())
+}
+
+/// PAGE_IS_GUARD where PAGEMAP_SCAN knows it (Linux 6.14), else 0: older kernels refuse the
+/// whole scan (EINVAL) when a mask holds a bit they do not know. Probed once on our own
+/// address space.
+fn guard_bit() -> u64 {
+    use pagemap::*;
+    static BIT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *BIT.get_or_init(|| {
+        let Ok(f) = std::fs::File::open("/proc/self/pagemap") else {
+            return 0;
+        };
+        let q = ScanQuery {
+            inverted: 0,
+            required: PAGE_IS_GUARD,
+            anyof: 0,
+            returned: PAGE_IS_GUARD,
+        };
+        let mut out = Vec::new();
+        let probe = &out as *const Vec<PageRegion> as u64 & !0xfff;
+        match pagemap::scan(&f, probe, probe + 4096, q, &mut out) {
+            Ok(_) => PAGE_IS_GUARD,
+            Err(_) => 0,
+        }
+    })
 }
 
 fn page_region(start: u64, end: u64) -> PageRegion {
@@ -1108,6 +1273,7 @@ mod tests {
             shmem: None,
             sysv: None,
             cow: Vec::new(),
+            guards: Vec::new(),
             vm_flags: vec![],
         }
     }

@@ -179,6 +179,7 @@ pub fn dump(src: &impl ProcSource, pid: i32) -> Result<ProcInfo> {
         dumpable: 1,
         pdeath_signal: 0,
         child_subreaper: false,
+        thp_disable: 0,
         no_new_privs: status.no_new_privs,
         seccomp_mode: status.seccomp,
         seccomp_filters: Vec::new(),
@@ -186,6 +187,8 @@ pub fn dump(src: &impl ProcSource, pid: i32) -> Result<ProcInfo> {
         // /proc shows a traced process as 't' whatever it was: the dump fills this in from
         // what freezing it found.
         stopped: false,
+        stop_sig: 0,
+        files_shared: false,
         oom_score_adj: src
             .read_string(Some(pid), "oom_score_adj")
             .ok()
@@ -195,7 +198,6 @@ pub fn dump(src: &impl ProcSource, pid: i32) -> Result<ProcInfo> {
             .ok()
             .and_then(|v| v.trim().parse().ok()),
         cwd_file: None,
-        thp_disable: false,
         membarrier: 0,
     };
     Ok(ProcInfo {
@@ -221,7 +223,8 @@ pub fn dump_dumpable(t: &mut impl Tracee) -> Result<u32, TraceeError> {
 pub struct PrctlState {
     pub pdeath_signal: u32,
     pub child_subreaper: bool,
-    pub thp_disable: bool,
+    /// PR_GET_THP_DISABLE: bit 0 disabled, bit 1 PR_THP_DISABLE_EXCEPT_ADVISED.
+    pub thp_disable: u32,
     pub secbits: u32,
     /// MEMBARRIER_CMD_GET_REGISTRATIONS (0 where the kernel lacks it).
     pub membarrier: u32,
@@ -236,7 +239,7 @@ pub fn dump_prctl(t: &mut impl Tracee, s: Scratch) -> Result<PrctlState, TraceeE
         "prctl(PR_GET_THP_DISABLE)",
         libc::SYS_prctl,
         [libc::PR_GET_THP_DISABLE as u64, 0, 0, 0, 0, 0],
-    )? != 0;
+    )? as u32;
     let secbits = t.syscall(
         "prctl(PR_GET_SECUREBITS)",
         libc::SYS_prctl,
@@ -287,14 +290,6 @@ fn dump_pdeath_subreaper(t: &mut impl Tracee, s: Scratch) -> Result<(u32, bool),
 /// Restore the parent-death signal (except for the root of the tree, whose parent is the
 /// restore command: it may exit at once) and the subreaper flag.
 pub fn restore_prctl(t: &mut impl Tracee, p: &ProcessEntry, root: bool) -> Result<()> {
-    if p.thp_disable {
-        set(
-            t,
-            "THP disable",
-            libc::SYS_prctl,
-            [libc::PR_SET_THP_DISABLE as u64, 1, 0, 0, 0, 0],
-        )?;
-    }
     // Each registration is a MEMBARRIER_CMD_REGISTER_* command bit.
     for bit in 0..32 {
         let cmd = 1u64 << bit;
@@ -313,6 +308,22 @@ pub fn restore_prctl(t: &mut impl Tracee, p: &ProcessEntry, root: bool) -> Resul
             "the child subreaper flag",
             libc::SYS_prctl,
             [libc::PR_SET_CHILD_SUBREAPER as u64, 1, 0, 0, 0, 0],
+        )?;
+    }
+    if p.thp_disable != 0 {
+        // arg3 carries the flags (PR_THP_DISABLE_EXCEPT_ADVISED = 1 << 1, Linux 6.18).
+        set(
+            t,
+            "the THP-disable flag",
+            libc::SYS_prctl,
+            [
+                libc::PR_SET_THP_DISABLE as u64,
+                (p.thp_disable & 1) as u64,
+                (p.thp_disable & !1) as u64,
+                0,
+                0,
+                0,
+            ],
         )?;
     }
     if p.pdeath_signal != 0 && !root {

@@ -234,6 +234,7 @@ pub fn dump_posix_timers(
             Notify::Signal => (libc::SIGEV_SIGNAL, 0),
             Notify::None => (libc::SIGEV_NONE, 0),
             Notify::Thread(tid) => (libc::SIGEV_THREAD_ID, tid),
+            Notify::SigevThread => (libc::SIGEV_THREAD, 0),
         };
         out.push(PosixTimerEntry {
             id: pt.id,
@@ -408,7 +409,7 @@ pub fn take_timer_signals(
     for pt in timers.iter() {
         let mine = match pt.notify {
             libc::SIGEV_THREAD_ID => pt.tid == tid,
-            libc::SIGEV_SIGNAL => leader,
+            libc::SIGEV_SIGNAL | libc::SIGEV_THREAD => leader,
             _ => false,
         };
         let queue: &Vec<SiginfoEntry> = if pt.notify == libc::SIGEV_THREAD_ID {

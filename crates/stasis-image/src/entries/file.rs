@@ -106,6 +106,13 @@ pub enum FileKindEntry {
         content: BlobRef,
         #[serde(default)]
         seals: u32,
+        /// Permission bits (fchmod); None in images made before they were saved.
+        #[serde(default)]
+        mode: Option<u32>,
+        /// The memfd's inode at dump time: entries (open file descriptions) with the same
+        /// inode are reopened from one memfd, so they keep sharing its contents (0: unknown).
+        #[serde(default)]
+        ino: u64,
     },
     /// One end of a pipe. Both ends of one pipe share `pipe_id`; the bytes buffered in the pipe
     /// at dump time are kept once, on the first end dumped.
@@ -405,6 +412,8 @@ mod tests {
                 name: "m".into(),
                 content: blob,
                 seals: 0,
+                mode: None,
+                ino: 0,
             },
             FileKindEntry::Pipe {
                 pipe_id: 1,

@@ -54,6 +54,9 @@ pub struct VmaEntry {
     /// shared. Since format 1.2.
     #[serde(default)]
     pub cow: Vec<(u64, u64)>,
+    /// Guard pages (MADV_GUARD_INSTALL) inside the VMA: reinstalled, never read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guards: Vec<(u64, u64)>,
 }
 
 /// A SysV shared memory segment (shmget) as its IPC namespace knows it.

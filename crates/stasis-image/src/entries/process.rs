@@ -42,6 +42,9 @@ pub struct ProcessEntry {
     /// prctl(PR_GET_CHILD_SUBREAPER).
     #[serde(default)]
     pub child_subreaper: bool,
+    /// prctl(PR_GET_THP_DISABLE): bit 0 THP disabled, bit 1 PR_THP_DISABLE_EXCEPT_ADVISED.
+    #[serde(default)]
+    pub thp_disable: u32,
     /// prctl(PR_SET_NO_NEW_PRIVS) was set.
     #[serde(default)]
     pub no_new_privs: bool,
@@ -58,6 +61,14 @@ pub struct ProcessEntry {
     /// The process was in a job-control stop at dump time and must stay stopped.
     #[serde(default)]
     pub stopped: bool,
+    /// The signal that stopped it (SIGTSTP, SIGTTIN, SIGTTOU or SIGSTOP; 0 in older images:
+    /// SIGSTOP).
+    #[serde(default)]
+    pub stop_sig: i32,
+    /// Its fd table is its parent's (CLONE_FILES): restored by cloning it so, its fds are the
+    /// parent's.
+    #[serde(default)]
+    pub files_shared: bool,
     /// /proc/PID/oom_score_adj (None in images before 1.4).
     #[serde(default)]
     pub oom_score_adj: Option<i32>,
@@ -68,9 +79,6 @@ pub struct ProcessEntry {
     /// (a removed directory: a `ghost` entry).
     #[serde(default)]
     pub cwd_file: Option<u32>,
-    /// prctl(PR_SET_THP_DISABLE).
-    #[serde(default)]
-    pub thp_disable: bool,
     /// membarrier registrations (MEMBARRIER_CMD_GET_REGISTRATIONS: the REGISTER_* commands
     /// the process made).
     #[serde(default)]

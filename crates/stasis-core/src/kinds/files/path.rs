@@ -22,6 +22,54 @@ impl super::FileKind for ByPath {
     fn open(&self, _cx: &mut super::OpenCx, entry: &FileEntry) -> Result<OwnedFd, FilesError> {
         open(entry)
     }
+    /// A file under /proc/PID/ (a process's own /proc/self/maps) names a process of the tree,
+    /// which does not exist yet when the restorer opens files: opened inside the process.
+    fn opens_inside(&self, entry: &FileEntry) -> bool {
+        matches!(&entry.kind, FileKindEntry::Path { path, .. } if proc_pid_path(path))
+    }
+    fn open_inside(
+        &self,
+        t: &mut crate::tracee::PtraceTracee,
+        s: crate::scratch::Scratch,
+        entry: &FileEntry,
+    ) -> Result<Option<i32>, crate::tracee::TraceeError> {
+        use crate::tracee::{Tracee, TraceeError};
+        let FileKindEntry::Path { path, .. } = &entry.kind else {
+            unreachable!("path::open_inside on another kind")
+        };
+        let mut z = path.as_bytes().to_vec();
+        z.push(0);
+        t.write_mem(s.at(0), &z)?;
+        let flags = reopen_flags(entry.flags) as u64;
+        let fd = match t.syscall(
+            "openat",
+            libc::SYS_openat,
+            [libc::AT_FDCWD as u64, s.at(0), flags, 0, 0, 0],
+        ) {
+            Ok(fd) => fd,
+            Err(TraceeError::Syscall {
+                source: stasis_sys::Errno::ENOENT | stasis_sys::Errno::ESRCH,
+                ..
+            }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if entry.pos != 0 {
+            // Seekable /proc files (maps, status...) regenerate their text on read.
+            let _ = t.syscall(
+                "lseek",
+                libc::SYS_lseek,
+                [fd, entry.pos, libc::SEEK_SET as u64, 0, 0, 0],
+            );
+        }
+        Ok(Some(fd as i32))
+    }
+}
+
+/// `/proc/NUMBER/...`: a file of one process's /proc directory.
+fn proc_pid_path(path: &str) -> bool {
+    path.strip_prefix("/proc/")
+        .and_then(|r| r.split('/').next())
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 pub fn dump(cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
