@@ -35,6 +35,17 @@ int main(int argc, char **argv)
 		flock(a, LOCK_UN);
 	wl_write_pidfile(argv[1]);
 	wl_wait_usr2();
+	/* the flock is this process's own again, as the kernel records its owner */
+	char info[64], text[4096] = {0}, want[64];
+	snprintf(info, sizeof info, "/proc/self/fdinfo/%d", a);
+	snprintf(want, sizeof want, "FLOCK  ADVISORY  WRITE %d ", (int)getpid());
+	wl_read_file(info, text, sizeof text);
+	if (strstr(text, want))
+		printf("ok flock-owner\n");
+	else {
+		printf("FAIL flock-owner: %s has no \"%s\": %s\n", info, want, text);
+		fails++;
+	}
 
 	pid_t me = getpid();
 	pid_t k = fork();

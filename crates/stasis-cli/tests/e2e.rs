@@ -771,7 +771,9 @@ fn file_locks_are_held_again() {
     );
     r.assert_ok();
     assert!(
-        r.after.contains("ok posix-lock") && r.after.contains("ok flock"),
+        r.after.contains("ok posix-lock")
+            && r.after.contains("ok flock")
+            && r.after.contains("ok flock-owner"),
         "{}",
         r.after
     );

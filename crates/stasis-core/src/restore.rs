@@ -1269,6 +1269,7 @@ fn rebuild(
             fds: not_yet,
         });
         files::placed(&mut t, s, &img.processes, &img.files.files, p)?;
+        files::take_description_locks(&mut t, s, &img.processes, &img.files.files, p)?;
     }
     if last_of_group {
         t.syscall(

@@ -1,13 +1,12 @@
 //! File locks, from the "lock:" lines of fdinfo. flock and OFD locks belong to the open file
-//! description, so the restorer takes them on the file it opened (the process inherits the
-//! description); POSIX record locks belong to a process, so each process takes its own by a
-//! remote fcntl once its fds are in place. Leases and delegations are refused.
+//! description: the process that took one (a flock names it as owner) takes it again through
+//! its fd once its fds are in place; POSIX record locks belong to a process, so each process
+//! takes its own by a remote fcntl, after the restorer's copies of its fds are closed.
+//! Leases and delegations are refused.
 
-use super::FilesError;
 use crate::scratch::Scratch;
 use crate::tracee::{Tracee, TraceeError};
 use stasis_image::LockEntry;
-use std::os::fd::{AsRawFd, OwnedFd};
 
 /// Parse the value of one fdinfo "lock:" line: "1: POSIX  ADVISORY  WRITE 6179 fe:00:123 10 29".
 pub fn parse(v: &str) -> Result<LockEntry, &'static str> {
@@ -51,33 +50,48 @@ fn flock_struct(l: &LockEntry) -> libc::flock {
     }
 }
 
-/// Take the description's own locks (flock, OFD) on a file the restorer opened.
-pub fn take_on_file(id: u32, fd: &OwnedFd, locks: &[LockEntry]) -> Result<(), FilesError> {
+/// Take the description's own locks (flock, OFD) through fd `fd`, from inside the process
+/// that took them at dump time (the kernel records that process as a flock's owner).
+pub fn take_on_description(
+    t: &mut impl Tracee,
+    s: Scratch,
+    fd: i32,
+    locks: &[LockEntry],
+) -> Result<(), TraceeError> {
     for l in locks {
-        let r = match l.kind.as_str() {
-            "flock" => stasis_sys::anonfd::flock(
-                fd.as_raw_fd(),
-                if l.write {
+        match l.kind.as_str() {
+            "flock" => {
+                let op = if l.write {
                     libc::LOCK_EX
                 } else {
                     libc::LOCK_SH
-                } | libc::LOCK_NB,
-            ),
-            "ofd" => nix::fcntl::fcntl(
-                fd.as_raw_fd(),
-                nix::fcntl::FcntlArg::F_OFD_SETLK(&flock_struct(l)),
-            )
-            .map(drop),
-            _ => continue,
-        };
-        r.map_err(|e| FilesError::Open {
-            id,
-            op: "lock (someone else holds a conflicting lock now)",
-            path: format!("file {id}").into(),
-            source: e.into(),
-        })?;
+                } | libc::LOCK_NB;
+                t.syscall("flock", libc::SYS_flock, [fd as u64, op as u64, 0, 0, 0, 0])?;
+            }
+            "ofd" => {
+                t.write_mem(s.at(5120), &flock_bytes(l))?;
+                t.syscall(
+                    "fcntl(F_OFD_SETLK)",
+                    libc::SYS_fcntl,
+                    [fd as u64, libc::F_OFD_SETLK as u64, s.at(5120), 0, 0, 0],
+                )?;
+            }
+            _ => {}
+        }
     }
     Ok(())
+}
+
+/// struct flock as the kernel reads it: l_type i16, l_whence i16, pad 4, l_start i64, l_len
+/// i64, l_pid i32.
+fn flock_bytes(l: &LockEntry) -> [u8; 32] {
+    let fl = flock_struct(l);
+    let mut b = [0u8; 32];
+    b[0..2].copy_from_slice(&fl.l_type.to_le_bytes());
+    b[2..4].copy_from_slice(&fl.l_whence.to_le_bytes());
+    b[8..16].copy_from_slice(&fl.l_start.to_le_bytes());
+    b[16..24].copy_from_slice(&fl.l_len.to_le_bytes());
+    b
 }
 
 /// Take the POSIX locks process `pid` held through its fd `fd`, from inside the process.
@@ -89,14 +103,7 @@ pub fn take_posix(
     locks: &[LockEntry],
 ) -> Result<(), TraceeError> {
     for l in locks.iter().filter(|l| l.kind == "posix" && l.pid == pid) {
-        let fl = flock_struct(l);
-        // struct flock: l_type i16, l_whence i16, pad 4, l_start i64, l_len i64, l_pid i32.
-        let mut b = [0u8; 32];
-        b[0..2].copy_from_slice(&fl.l_type.to_le_bytes());
-        b[2..4].copy_from_slice(&fl.l_whence.to_le_bytes());
-        b[8..16].copy_from_slice(&fl.l_start.to_le_bytes());
-        b[16..24].copy_from_slice(&fl.l_len.to_le_bytes());
-        t.write_mem(s.at(5120), &b)?;
+        t.write_mem(s.at(5120), &flock_bytes(l))?;
         t.syscall(
             "fcntl(F_SETLK)",
             libc::SYS_fcntl,

@@ -28,7 +28,7 @@ pub mod unix;
 
 use crate::scratch::Scratch;
 use crate::tracee::{PtraceTracee, Tracee, TraceeError};
-use stasis_image::{FdEntry, FileEntry, FileKindEntry, ProcessEntry};
+use stasis_image::{FdEntry, FileEntry, FileKindEntry, LockEntry, ProcessEntry};
 use stasis_procfs::fdinfo::FdInfo;
 use stasis_sys::{Errno, Pid};
 use std::any::{Any, TypeId};
@@ -591,9 +591,7 @@ pub fn open(cx: &mut OpenCx, entry: &FileEntry) -> Result<OwnedFd, FilesError> {
             source: e.into(),
         });
     }
-    let f = kind_of(&entry.kind).open(cx, entry)?;
-    lock::take_on_file(entry.id, &f, &entry.locks)?;
-    Ok(f)
+    kind_of(&entry.kind).open(cx, entry)
 }
 
 /// Whether `entry` is made inside the processes that hold it (see [`FileKind::opens_inside`]):
@@ -721,6 +719,51 @@ pub fn placed(
                 step: "setting up the file after its fds were placed",
                 source,
             })?;
+    }
+    Ok(())
+}
+
+/// Inside process `p`, once its fds are in place: the flock and OFD locks of the descriptions
+/// it took them on (the lock's owner; else the first process holding the description).
+pub fn take_description_locks(
+    t: &mut PtraceTracee,
+    s: Scratch,
+    processes: &[ProcessEntry],
+    all: &[FileEntry],
+    p: &ProcessEntry,
+) -> Result<(), FilesError> {
+    for (i, fd) in p.fds.iter().enumerate() {
+        if p.fds[..i].iter().any(|g| g.file_id == fd.file_id) {
+            continue;
+        }
+        let Some(f) = all.iter().find(|f| f.id == fd.file_id) else {
+            continue;
+        };
+        let holders: Vec<i32> = processes
+            .iter()
+            .filter(|q| q.zombie.is_none() && q.fds.iter().any(|g| g.file_id == f.id))
+            .map(|q| q.pid)
+            .collect();
+        let mine: Vec<LockEntry> = f
+            .locks
+            .iter()
+            .filter(|l| l.kind != "posix")
+            .filter(|l| {
+                let taker = if holders.contains(&l.pid) {
+                    l.pid
+                } else {
+                    holders.first().copied().unwrap_or(p.pid)
+                };
+                taker == p.pid
+            })
+            .cloned()
+            .collect();
+        lock::take_on_description(t, s, fd.fd, &mine).map_err(|source| FilesError::Placed {
+            pid: p.pid,
+            fd: fd.fd,
+            step: "taking its flock/OFD locks (someone else may hold a conflicting one now)",
+            source,
+        })?;
     }
     Ok(())
 }
