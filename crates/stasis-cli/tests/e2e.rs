@@ -1083,3 +1083,18 @@ fn link_remap_keeps_the_same_file() {
         );
     }
 }
+
+/// A chrooted child, O_PATH fds of a symlink and of a socket file, a namespace fd (zdtm
+/// chroot, symlink, proc-self).
+#[test]
+fn root_directory_opath_files_and_namespace_fds() {
+    let _g = serial();
+    let r = workload("fs_context", &[]);
+    for check in ["chroot", "symlink-opath", "socket-opath", "netns-fd"] {
+        assert!(
+            r.after.contains(&format!("ok {check}")),
+            "{check}: {}",
+            r.after
+        );
+    }
+}

@@ -119,6 +119,8 @@ struct Prepared<'a> {
     shmem: HashMap<u64, i32>,
     /// Per pid: working directory and executable.
     cwd: HashMap<i32, i32>,
+    /// Per pid: root directory, for processes whose root is not the restorer's.
+    root: HashMap<i32, i32>,
     exe: HashMap<i32, i32>,
     _owned: Vec<OwnedFd>,
 }
@@ -155,6 +157,7 @@ fn prepare<'a>(img: &'a Image, inherit: &'a [files::InheritFd]) -> Result<Prepar
     let mut place = HashMap::new();
     let mut maps = HashMap::new();
     let mut cwd = HashMap::new();
+    let mut root = HashMap::new();
     let mut exe = HashMap::new();
     for p in img.processes.iter().filter(|p| p.zombie.is_none()) {
         let mut mine = Vec::new();
@@ -272,6 +275,12 @@ fn prepare<'a>(img: &'a Image, inherit: &'a [files::InheritFd]) -> Result<Prepar
             None => park(p.pid, open_dir(&p.cwd, libc::O_DIRECTORY)?, &mut owned)?,
         };
         cwd.insert(p.pid, cwd_fd);
+        if p.root != "/" && !p.root.is_empty() {
+            root.insert(
+                p.pid,
+                park(p.pid, open_dir(&p.root, libc::O_DIRECTORY)?, &mut owned)?,
+            );
+        }
         exe.insert(p.pid, park(p.pid, open_dir(&p.exe, 0)?, &mut owned)?);
     }
     // One object per shared anonymous region, however many processes map it.
@@ -306,6 +315,7 @@ fn prepare<'a>(img: &'a Image, inherit: &'a [files::InheritFd]) -> Result<Prepar
         by_id,
         shmem,
         cwd,
+        root,
         exe,
         _owned: owned,
     })
@@ -1157,7 +1167,8 @@ fn rebuild(
     };
     process::restore_mm(&mut t, s, &p.mm, exe_fd)?;
     let tree: Vec<i32> = img.processes.iter().map(|q| q.pid).collect();
-    process::restore_basics(&mut t, s, p, prep.cwd[&p.pid], &tree)?;
+    let root_fd = prep.root.get(&p.pid).copied();
+    process::restore_basics(&mut t, s, p, prep.cwd[&p.pid], root_fd, &tree)?;
 
     // The children, forked now: they start with this memory (sharing what they shared with
     // it at dump time), this session and process group, and the parked fds.

@@ -359,13 +359,14 @@ fn set(t: &mut impl Tracee, what: &str, nr: i64, args: [u64; 6]) -> Result<u64> 
         })
 }
 
-/// Session and process group, umask, personality, comm and cwd. `cwd_fd` is the skeleton's
-/// fd of the saved working directory.
+/// Session and process group, umask, personality, comm, root and cwd. `cwd_fd` is the
+/// skeleton's fd of the saved working directory, `root_fd` of its root when that is not ours.
 pub fn restore_basics(
     t: &mut impl Tracee,
     s: Scratch,
     p: &ProcessEntry,
     cwd_fd: i32,
+    root_fd: Option<i32>,
     tree: &[i32],
 ) -> Result<()> {
     if p.sid == p.pid {
@@ -403,6 +404,27 @@ pub fn restore_basics(
         libc::SYS_prctl,
         [libc::PR_SET_NAME as u64, s.addr, 0, 0, 0, 0],
     )?;
+    if let Some(root_fd) = root_fd {
+        // chroot(".") from inside the saved root (the skeleton still has our privileges).
+        set(
+            t,
+            "the root directory (fchdir)",
+            libc::SYS_fchdir,
+            [root_fd as u64, 0, 0, 0, 0, 0],
+        )?;
+        t.write_mem(s.addr, b".\0")
+            .map_err(|source| ProcessError::Set {
+                pid: p.pid,
+                what: "the root directory".into(),
+                source,
+            })?;
+        set(
+            t,
+            "the root directory (chroot)",
+            libc::SYS_chroot,
+            [s.addr, 0, 0, 0, 0, 0],
+        )?;
+    }
     set(
         t,
         "the working directory",

@@ -208,6 +208,8 @@ pub enum FileKindEntry {
     /// A pidfd: the process it names (-1: exited and reaped) and its pidfs inode, the same
     /// for every pidfd of one process.
     Pidfd { pid: i32, ino: u64 },
+    /// A namespace file (/proc/PID/ns/TYPE): its type and inode.
+    Namespace { ns: String, ino: u64 },
     /// Something outside the dumped tree (a terminal, a pipe or socket of the parent shell):
     /// restore connects it to the restore command's own fd of the same number.
     External {
@@ -240,6 +242,7 @@ impl FileKindEntry {
         "external",
         "pidfd",
         "ghost",
+        "namespace",
     ];
 
     /// The entry's tag in the image ("type"), which says which kind rebuilds it.
@@ -262,6 +265,7 @@ impl FileKindEntry {
             Self::External { .. } => "external",
             Self::Pidfd { .. } => "pidfd",
             Self::Ghost { .. } => "ghost",
+            Self::Namespace { .. } => "namespace",
         }
     }
 
@@ -331,6 +335,7 @@ impl FileKindEntry {
                 };
                 format!("{path} (deleted {what}, made again on restore)")
             }
+            Self::Namespace { ns, ino } => format!("{ns}:[{ino}] (namespace)"),
             Self::Pidfd { pid, .. } if *pid > 0 => format!("pidfd of pid {pid}"),
             Self::Pidfd { .. } => "pidfd of a process that exited".into(),
             Self::External { what, .. } => {
@@ -481,6 +486,10 @@ mod tests {
                 fd: Some(0),
             },
             FileKindEntry::Pidfd { pid: 1, ino: 2 },
+            FileKindEntry::Namespace {
+                ns: "net".into(),
+                ino: 4,
+            },
             FileKindEntry::Ghost {
                 path: "/d".into(),
                 mode: 0o040755,

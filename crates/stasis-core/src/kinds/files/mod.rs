@@ -17,6 +17,7 @@ pub mod ghost;
 pub mod inotify;
 pub mod lock;
 pub mod memfd;
+pub mod nsfs;
 pub mod path;
 pub mod pidfd;
 pub mod pipe;
@@ -55,6 +56,7 @@ pub static KINDS: &[&dyn FileKind] = &[
     &tcp::Tcp,
     &unix::Unix,
     &pidfd::Pidfd,
+    &nsfs::Nsfs,
     &external::External,
 ];
 

@@ -88,12 +88,27 @@ pub fn dump(cx: &mut DumpFd) -> Result<FileKindEntry, FilesError> {
     })?;
     let mode = meta.mode();
     let ft = mode & libc::S_IFMT;
-    if ft != libc::S_IFREG && ft != libc::S_IFDIR && ft != libc::S_IFCHR && ft != libc::S_IFBLK {
+    let o_path = cx.info.flags & libc::O_PATH as u32 != 0;
+    let by_path_only = ft == libc::S_IFLNK || ft == libc::S_IFSOCK;
+    if by_path_only && !o_path {
         return Err(FilesError::Unsupported {
             pid: cx.pid,
             fd: cx.fd,
             kind: cx.link.to_string(),
-            why: "a socket file opened by path",
+            why: "a socket file or symlink held other than with O_PATH",
+        });
+    }
+    if !by_path_only
+        && ft != libc::S_IFREG
+        && ft != libc::S_IFDIR
+        && ft != libc::S_IFCHR
+        && ft != libc::S_IFBLK
+    {
+        return Err(FilesError::Unsupported {
+            pid: cx.pid,
+            fd: cx.fd,
+            kind: cx.link.to_string(),
+            why: "an unknown kind of file",
         });
     }
     if ft == libc::S_IFCHR && (cx.link.starts_with("/dev/pts/") || cx.link.starts_with("/dev/tty"))
@@ -116,9 +131,14 @@ pub fn open(entry: &FileEntry) -> Result<OwnedFd, FilesError> {
     let FileKindEntry::Path { path, mode, size } = &entry.kind else {
         unreachable!("path::open on another kind")
     };
+    let mut flags = reopen_flags(entry.flags) & !libc::O_ACCMODE;
+    if matches!(mode & libc::S_IFMT, libc::S_IFLNK | libc::S_IFSOCK) {
+        // The symlink or socket file itself, as an O_PATH descriptor holds it.
+        flags |= libc::O_PATH | libc::O_NOFOLLOW;
+    }
     let f = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(reopen_flags(entry.flags) & !libc::O_ACCMODE)
+        .custom_flags(flags)
         .write(entry.flags as i32 & libc::O_ACCMODE != libc::O_RDONLY)
         .read(entry.flags as i32 & libc::O_ACCMODE != libc::O_WRONLY)
         .open(path)
