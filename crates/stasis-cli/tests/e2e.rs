@@ -1098,3 +1098,18 @@ fn root_directory_opath_files_and_namespace_fds() {
         );
     }
 }
+
+/// The owner of a description (F_SETOWN, F_SETSIG, the setter's uids) and O_ASYNC: input
+/// still signals the process after restore (zdtm file_fown).
+#[test]
+fn file_owner_and_async_signals() {
+    let _g = serial();
+    let r = workload("fown", &[]);
+    for check in ["owner", "setter-uids", "o-async", "signal-on-input"] {
+        assert!(
+            r.after.contains(&format!("ok {check}")),
+            "{check}: {}",
+            r.after
+        );
+    }
+}

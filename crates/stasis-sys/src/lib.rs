@@ -8,6 +8,7 @@
 
 pub mod anonfd;
 pub mod clone;
+pub mod fown;
 pub mod mem;
 pub mod netlink;
 pub mod pagemap;

@@ -24,6 +24,20 @@ pub struct FileEntry {
     /// name `restore --inherit-fd` matches.
     #[serde(default)]
     pub link: Option<String>,
+    /// Who gets its I/O signals (F_SETOWN_EX, F_SETSIG), when someone does.
+    #[serde(default)]
+    pub owner: Option<OwnerEntry>,
+}
+
+/// The owner of an open file description: F_OWNER_TID (0), F_OWNER_PID (1) or F_OWNER_PGRP
+/// (2) and its pid, the signal (0: SIGIO), and the uid/euid of whoever set it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerEntry {
+    pub kind: i32,
+    pub pid: i32,
+    pub signum: i32,
+    pub uid: u32,
+    pub euid: u32,
 }
 
 /// One file lock.

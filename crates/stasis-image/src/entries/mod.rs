@@ -10,7 +10,7 @@ pub mod thread;
 
 pub use file::{
     BlobRef, EpollItemEntry, FdEntry, FileEntry, FileKindEntry, FilesEntry, InotifyWatchEntry,
-    LockEntry,
+    LockEntry, OwnerEntry,
 };
 pub use inventory::InventoryEntry;
 pub use memory::{PageIndexEntry, PageRun, SysvShmEntry, VmaEntry, VmaKind};

@@ -29,7 +29,7 @@ pub mod unix;
 
 use crate::scratch::Scratch;
 use crate::tracee::{PtraceTracee, Tracee, TraceeError};
-use stasis_image::{FdEntry, FileEntry, FileKindEntry, LockEntry, ProcessEntry};
+use stasis_image::{FdEntry, FileEntry, FileKindEntry, LockEntry, OwnerEntry, ProcessEntry};
 use stasis_procfs::fdinfo::FdInfo;
 use stasis_sys::{Errno, Pid};
 use std::any::{Any, TypeId};
@@ -447,7 +447,8 @@ pub fn dump_fds(
             Some(id) => id,
             None => {
                 let id = 1 + table.files.len() as u32;
-                let kind = dump_one(pid, fd, pidfd, &link, &info, image_dir, root, id, table)?;
+                let (kind, owner) =
+                    dump_one(pid, fd, pidfd, &link, &info, image_dir, root, id, table)?;
                 let mut locks = Vec::new();
                 for (k, v) in &info.extra {
                     if k == "lock" {
@@ -474,6 +475,7 @@ pub fn dump_fds(
                     kind,
                     locks,
                     link: Some(link.clone()),
+                    owner,
                 });
                 table.owners.push((id, pid, fd, info.ino));
                 id
@@ -500,9 +502,19 @@ fn dump_one(
     root: bool,
     id: u32,
     table: &mut FileTable,
-) -> Result<FileKindEntry, FilesError> {
+) -> Result<(FileKindEntry, Option<OwnerEntry>), FilesError> {
     let stolen = stasis_sys::pidfd::pidfd_getfd(pidfd.as_raw_fd(), fd)
         .map_err(|source| FilesError::Steal { pid, fd, source })?;
+    let owner = stasis_sys::fown::owner(stolen.as_raw_fd())
+        .ok()
+        .filter(|o| o.pid != 0 || o.signum != 0)
+        .map(|o| OwnerEntry {
+            kind: o.kind,
+            pid: o.pid,
+            signum: o.signum,
+            uid: o.uid,
+            euid: o.euid,
+        });
     let mode = nix::sys::stat::fstat(stolen.as_raw_fd())
         .map(|st| st.st_mode)
         .map_err(|e| FilesError::Proc {
@@ -517,10 +529,13 @@ fn dump_one(
             || mode & libc::S_IFMT == libc::S_IFSOCK
             || shares_our_stdio(pid, fd))
     {
-        return Ok(FileKindEntry::External {
-            what: link.to_string(),
-            fd: Some(fd),
-        });
+        return Ok((
+            FileKindEntry::External {
+                what: link.to_string(),
+                fd: Some(fd),
+            },
+            None,
+        ));
     }
     if link.starts_with("socket:[") && table.unix.is_none() {
         let raw = stasis_sys::netlink::unix_diag_dump().map_err(|e| FilesError::Proc {
@@ -574,7 +589,7 @@ fn dump_one(
     if stdio {
         table.stdio.push((id, fd));
     }
-    Ok(kind)
+    Ok((kind, owner))
 }
 
 /// Open the file of `entry` in the restorer, positioned and flagged as saved; `cx.fd` is the
@@ -721,8 +736,89 @@ pub fn placed(
                 step: "setting up the file after its fds were placed",
                 source,
             })?;
+        if let Some(o) = &f.owner {
+            set_owner(t, s, fd.fd, o).map_err(|source| FilesError::Placed {
+                pid: p.pid,
+                fd: fd.fd,
+                step: "setting its owner (F_SETOWN_EX, F_SETSIG)",
+                source,
+            })?;
+        }
+        if f.flags & libc::O_ASYNC as u32 != 0 {
+            // open() ignores O_ASYNC: F_SETFL registers the file for I/O signals, under the
+            // fd number it is called with (the signal's si_fd): the process's own.
+            let set = t
+                .syscall(
+                    "fcntl(F_GETFL)",
+                    libc::SYS_fcntl,
+                    [fd.fd as u64, libc::F_GETFL as u64, 0, 0, 0, 0],
+                )
+                .and_then(|fl| {
+                    t.syscall(
+                        "fcntl(F_SETFL, O_ASYNC)",
+                        libc::SYS_fcntl,
+                        [
+                            fd.fd as u64,
+                            libc::F_SETFL as u64,
+                            fl | libc::O_ASYNC as u64,
+                            0,
+                            0,
+                            0,
+                        ],
+                    )
+                });
+            set.map_err(|source| FilesError::Placed {
+                pid: p.pid,
+                fd: fd.fd,
+                step: "setting O_ASYNC",
+                source,
+            })?;
+        }
     }
     Ok(())
+}
+
+/// Give the description at `fd` its owner, as the process whose credentials the owner was set
+/// with (the kernel checks them when it signals the owner; the process still has ours, so it
+/// can take those and come back).
+fn set_owner(t: &mut PtraceTracee, s: Scratch, fd: i32, o: &OwnerEntry) -> Result<(), TraceeError> {
+    let me = nix::unistd::getresuid()
+        .map(|u| [u.real.as_raw(), u.effective.as_raw(), u.saved.as_raw()])
+        .unwrap_or([0; 3]);
+    let as_setter = o.uid != me[0] || o.euid != me[1];
+    if as_setter {
+        t.syscall(
+            "setresuid (as the owner's setter)",
+            libc::SYS_setresuid,
+            [o.uid as u64, o.euid as u64, me[2] as u64, 0, 0, 0],
+        )?;
+    }
+    let mut ex = Vec::with_capacity(8);
+    ex.extend_from_slice(&o.kind.to_le_bytes());
+    ex.extend_from_slice(&o.pid.to_le_bytes());
+    t.write_mem(s.at(5120), &ex)?;
+    // F_SETOWN_EX = 15, F_SETSIG = 10.
+    let set = t
+        .syscall(
+            "fcntl(F_SETOWN_EX)",
+            libc::SYS_fcntl,
+            [fd as u64, 15, s.at(5120), 0, 0, 0],
+        )
+        .and_then(|_| {
+            t.syscall(
+                "fcntl(F_SETSIG)",
+                libc::SYS_fcntl,
+                [fd as u64, 10, o.signum as u64, 0, 0, 0],
+            )
+        });
+    if as_setter {
+        t.syscall(
+            "setresuid (back)",
+            libc::SYS_setresuid,
+            [me[0] as u64, me[1] as u64, me[2] as u64, 0, 0, 0],
+        )?;
+    }
+    set.map(drop)
 }
 
 /// Inside process `p`, once its fds are in place: the flock and OFD locks of the descriptions
@@ -900,6 +996,7 @@ pub fn dump_removed_cwd(
         kind,
         locks: Vec::new(),
         link: Some(link),
+        owner: None,
     });
     table.inodes.push((id, meta.ino()));
     Ok(id)
@@ -973,6 +1070,7 @@ pub fn dump_mapped_deleted(
         kind,
         locks: Vec::new(),
         link: Some(link),
+        owner: None,
     });
     table.inodes.push((id, meta.ino()));
     Ok(())

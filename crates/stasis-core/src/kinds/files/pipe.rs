@@ -115,9 +115,10 @@ pub fn buffered(cx: &mut DumpFd, size: u32) -> Result<Option<stasis_image::BlobR
     Ok(Some(stasis_image::write_blob(cx.image_dir, &name, &data)?))
 }
 
-/// New pipes by saved pipe id: (read end, write end).
+/// New pipes by saved pipe id: (read end, write end), and whether each end's own description
+/// was handed out already.
 #[derive(Default)]
-struct Pipes(std::collections::HashMap<u64, (OwnedFd, OwnedFd)>);
+struct Pipes(std::collections::HashMap<u64, (OwnedFd, OwnedFd, [bool; 2])>);
 
 pub fn open(cx: &mut OpenCx, entry: &FileEntry) -> Result<OwnedFd, FilesError> {
     let FileKindEntry::Pipe {
@@ -139,30 +140,38 @@ pub fn open(cx: &mut OpenCx, entry: &FileEntry) -> Result<OwnedFd, FilesError> {
     if !pipes.contains_key(pipe_id) {
         let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| oerr("create", e.into()))?;
         let _ = fcntl(w.as_raw_fd(), FcntlArg::F_SETPIPE_SZ(*size as i32));
-        pipes.insert(*pipe_id, (r, w));
+        pipes.insert(*pipe_id, (r, w, [false; 2]));
     }
-    let (r, w) = &pipes[pipe_id];
+    let (r, w, used) = pipes.get_mut(pipe_id).expect("inserted above");
     if let Some(blob) = data {
         let bytes = stasis_image::read_blob(dir, blob)?;
         std::fs::File::from(w.try_clone().map_err(|e| oerr("dup", e))?)
             .write_all(&bytes)
             .map_err(|e| oerr("refill", e))?;
     }
-    let end = if entry.flags as i32 & libc::O_ACCMODE == libc::O_WRONLY {
-        w
+    let writer = entry.flags as i32 & libc::O_ACCMODE == libc::O_WRONLY;
+    let (end, first) = if writer {
+        (&*w, &mut used[1])
     } else {
-        r
+        (&*r, &mut used[0])
     };
-    // Each saved description gets a description of its own on the pipe (reopened through
-    // /proc, as a process does to hold two ends with different flags): O_NONBLOCK lives in
-    // the description, and fds that shared one share the one made here.
-    let fd: OwnedFd = std::fs::OpenOptions::new()
-        .read(end.as_raw_fd() == r.as_raw_fd())
-        .write(end.as_raw_fd() == w.as_raw_fd())
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(format!("/proc/self/fd/{}", end.as_raw_fd()))
-        .map_err(|e| oerr("open a description of", e))?
-        .into();
+    // Each saved open file description gets a description of its own on the pipe: the first
+    // of each end is the pipe's own (pipe2 gives no O_LARGEFILE, which F_SETFL cannot take
+    // away), the others are reopened through /proc, as a process does to hold two ends with
+    // different flags. O_NONBLOCK lives in the description; fds that shared one share the one
+    // made here.
+    let fd: OwnedFd = if !*first {
+        *first = true;
+        end.try_clone().map_err(|e| oerr("dup", e))?
+    } else {
+        std::fs::OpenOptions::new()
+            .read(!writer)
+            .write(writer)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(format!("/proc/self/fd/{}", end.as_raw_fd()))
+            .map_err(|e| oerr("open a description of", e))?
+            .into()
+    };
     // O_NONBLOCK lives in the open file description: set what the process had.
     let fl = OFlag::from_bits_truncate(entry.flags as i32 & libc::O_NONBLOCK);
     fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(fl)).map_err(|e| oerr("set flags of", e.into()))?;
