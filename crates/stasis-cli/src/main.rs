@@ -113,6 +113,27 @@ struct CriuArgs {
     join_ns: Vec<String>,
 }
 
+impl CriuArgs {
+    /// `--manage-cgroups[=MODE]`, None when not given.
+    fn cgroup_mode(&self) -> Result<Option<stasis::kinds::cgroups::Mode>> {
+        self.manage_cgroups
+            .as_deref()
+            .map(|m| m.parse().map_err(anyhow::Error::from))
+            .transpose()
+    }
+
+    /// What restore does with the image's cgroups: soft unless told otherwise.
+    fn restore_cgroups(
+        &self,
+    ) -> Result<(stasis::kinds::cgroups::Mode, stasis::kinds::cgroups::Roots)> {
+        Ok((
+            self.cgroup_mode()?
+                .unwrap_or(stasis::kinds::cgroups::Mode::Soft),
+            stasis::kinds::cgroups::Roots::parse(&self.cgroup_root),
+        ))
+    }
+}
+
 /// A size with an optional K, M or G suffix (powers of 1024).
 fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
@@ -230,6 +251,12 @@ fn dump(a: DumpArgs) -> Result<ExitCode> {
         ghost_limit: (a.criu.ghost_limit > 0).then_some(a.criu.ghost_limit),
         file_locks: a.criu.file_locks,
         link_remap: a.criu.link_remap,
+        cgroups: match a.criu.cgroup_mode()? {
+            Some(m) if m != stasis::kinds::cgroups::Mode::Ignore => {
+                Some(stasis::kinds::cgroups::Roots::parse(&a.criu.cgroup_root))
+            }
+            _ => None,
+        },
     })
     .with_context(|| format!("dump of pid {} failed; the process was left running", a.pid))?;
     if a.json {
@@ -259,6 +286,7 @@ fn restore(a: RestoreArgs) -> Result<ExitCode> {
     let r = stasis::restore(&stasis::RestoreOptions {
         dir: a.dir.clone(),
         inherit: a.inherit_fd.clone(),
+        cgroups: a.criu.restore_cgroups()?,
     })
     .with_context(|| {
         format!(
@@ -315,6 +343,7 @@ fn restore_pid_ns(a: RestoreArgs) -> Result<ExitCode> {
     let r = stasis::pidns::restore_in_new_pid_ns(&stasis::RestoreOptions {
         dir: a.dir.clone(),
         inherit: a.inherit_fd.clone(),
+        cgroups: a.criu.restore_cgroups()?,
     })
     .with_context(|| {
         format!(

@@ -1113,3 +1113,45 @@ fn file_owner_and_async_signals() {
         );
     }
 }
+
+/// `--manage-cgroups`: a process and a thread in cgroups of their own (a named v1 hierarchy)
+/// come back into them, the directories made again with their mode, a property and an empty
+/// sibling, after the harness removed them (zdtm cgroup00-04, cgroup_threads).
+#[test]
+fn cgroups_are_made_again_and_joined() {
+    let _g = serial();
+    let bin = build("cgroups", &[], "cgroups");
+    let c = Case::new();
+    let (child, pid) = start_workload(&c, &bin);
+    std::thread::sleep(Duration::from_millis(200));
+    let mnt = std::fs::read_to_string(c.path("before.out"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("# mount ").map(String::from))
+        .expect("the workload says where it mounted the hierarchy");
+    dump_kill_with(&c, pid, child, &["--manage-cgroups"]);
+    // What a machine that lost the cgroups (a reboot, another host) has: none of them.
+    for d in ["stasis-wl/b/empty", "stasis-wl/b", "stasis-wl"] {
+        std::fs::remove_dir(format!("{mnt}/{d}")).unwrap();
+    }
+    let (mut r, restored) = restore_in_background(&c);
+    assert_eq!(restored, pid);
+    signal(pid, libc::SIGUSR2);
+    let st = wait_timeout(&mut r, Duration::from_secs(20));
+    let after = since_dump(&c, "before.out");
+    let _ = nix::mount::umount2(mnt.as_str(), nix::mount::MntFlags::MNT_DETACH);
+    assert!(
+        st.success() && !after.contains("FAIL"),
+        "{st}\n{after}\n{}",
+        std::fs::read_to_string(c.path("after.err")).unwrap_or_default()
+    );
+    for check in [
+        "process-cgroup",
+        "thread-cgroup",
+        "dir-mode",
+        "property",
+        "empty-sibling",
+    ] {
+        assert!(after.contains(&format!("ok {check}")), "{check}: {after}");
+    }
+}

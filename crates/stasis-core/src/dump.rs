@@ -3,6 +3,7 @@
 //! before the image is durable resumes the process exactly as it was and leaves no image.
 
 use crate::freeze::{self, FreezeError, Pinned};
+use crate::kinds::cgroups;
 use crate::kinds::files::{self, FilesError};
 use crate::kinds::memory::{self, MemoryError};
 use crate::kinds::process::{self, ProcessError};
@@ -10,8 +11,8 @@ use crate::kinds::{signal, sysvshm, thread};
 use crate::scratch::Scratch;
 use crate::tracee::{find_gadget, resume_regs, PtraceTracee, Tracee, TraceeError};
 use stasis_image::{
-    CredsEntry, FileKind, FilesEntry, Image, InventoryEntry, PageIndexEntry, PagesWriter,
-    SiginfoEntry, ThreadEntry, VmaKind,
+    CgroupMemberEntry, CredsEntry, FileKind, FilesEntry, Image, InventoryEntry, PageIndexEntry,
+    PagesWriter, SiginfoEntry, ThreadEntry, VmaKind,
 };
 use stasis_procfs::{ProcSource, RealProc};
 use stasis_store::{LocalStore, Store, StoreError};
@@ -45,6 +46,9 @@ pub struct DumpOptions {
     /// (`--link-remap`), so restore opens the very same file; otherwise its contents are
     /// copied.
     pub link_remap: bool,
+    /// Save the tree's cgroups (`--manage-cgroups`), their paths taken from these roots
+    /// (`--cgroup-root [CTRL:]PATH`).
+    pub cgroups: Option<crate::kinds::cgroups::Roots>,
 }
 
 /// What a dump did.
@@ -81,6 +85,8 @@ pub enum DumpError {
     Cgroup(#[from] crate::cgroup::CgroupError),
     #[error(transparent)]
     Image(#[from] stasis_image::ImageError),
+    #[error(transparent)]
+    Cgroups(#[from] cgroups::CgroupsError),
     #[error("pid {pid}: cannot parse /proc/{pid}/smaps")]
     Smaps {
         pid: i32,
@@ -140,7 +146,7 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpReport> {
     table.ghost_limit = opts.ghost_limit;
     table.file_locks = opts.file_locks;
     table.link_remap = opts.link_remap;
-    let written = write_image(&mut tree, staging.dir(), opts.compress, &mut table);
+    let written = write_image(&mut tree, staging.dir(), opts, &mut table);
     tracing::debug!(pid, took = ?t0.elapsed(), "image written");
     let (stats, flushes) = match written {
         Ok(w) => w,
@@ -345,9 +351,10 @@ fn write_zombie(pid: i32, dir: &std::path::Path) -> Result<()> {
 fn write_image(
     tree: &mut [Seized],
     dir: &std::path::Path,
-    compress: bool,
+    opts: &DumpOptions,
     table: &mut files::FileTable,
 ) -> Result<(memory::PagesStats, Vec<Flushing>)> {
+    let mut cgroups_used = Vec::new();
     let mut shmem_seen = memory::ShmemSeen::default();
     // Pages children share copy-on-write with their parents are saved once, with the parent.
     let procs: Vec<(i32, i32)> = tree
@@ -371,8 +378,9 @@ fn write_image(
             write_zombie(p.pid.as_raw(), dir)?;
             continue;
         }
-        let (stats, xf, flushing) =
-            collect(p, dir, compress, i == 0, table, &mut shmem_seen, &cow)?;
+        let (stats, xf, flushing, used) =
+            collect(p, dir, opts, i == 0, table, &mut shmem_seen, &cow)?;
+        cgroups_used.extend(used);
         flushes.push(flushing);
         total.pages += stats.pages;
         total.bytes += stats.bytes;
@@ -402,6 +410,10 @@ fn write_image(
         pids: tree.iter().map(|p| p.pid.as_raw()).collect(),
         xfeatures,
         parent: None,
+        cgroups: match &opts.cgroups {
+            Some(roots) => Some(crate::kinds::cgroups::dump_dirs(&cgroups_used, roots)?),
+            None => None,
+        },
     };
     stasis_image::write_record_file(dir, Image::INVENTORY, FileKind::Inventory, &inventory)?;
     Ok((total, flushes))
@@ -629,12 +641,12 @@ type Flushing = std::thread::JoinHandle<std::io::Result<()>>;
 fn collect(
     state: &mut Seized,
     dir: &std::path::Path,
-    compress: bool,
+    opts: &DumpOptions,
     root: bool,
     table: &mut files::FileTable,
     shmem_seen: &mut memory::ShmemSeen,
     cow: &memory::CowPlan,
-) -> Result<(memory::PagesStats, u64, Flushing)> {
+) -> Result<(memory::PagesStats, u64, Flushing, Vec<CgroupMemberEntry>)> {
     let pid = state.pid.as_raw();
     let src = RealProc;
     let pin = Pinned::new(state.pid);
@@ -797,7 +809,7 @@ fn collect(
         pages_file: Image::pages_file(pid),
         runs: Vec::new(),
     };
-    let stats = memory::dump_pages(&*t, pid, &regions, &mut writer, &mut index, compress)?;
+    let stats = memory::dump_pages(&*t, pid, &regions, &mut writer, &mut index, opts.compress)?;
     tracing::debug!(pid, pages = stats.pages, took = ?t_mem.elapsed(), "pages copied");
     // Flush the page file while the records are written; the store's final fsync of it then
     // finds nothing left to do.
@@ -850,10 +862,24 @@ fn collect(
                 sched: stasis_sys::sched::sched_getattr(Pid::from_raw(tr.pid()))
                     .ok()
                     .map(thread::sched_entry),
+                cgroups: None,
             },
         )
         .collect();
+    // Cgroups: the process's, and a thread's own where it differs (v1 moves threads singly).
+    let mut used = Vec::new();
+    if let Some(roots) = &opts.cgroups {
+        entry.cgroups = cgroups::membership(pid, pid, roots)?;
+        used.extend(entry.cgroups.iter().cloned());
+        for th in entry.threads.iter_mut().skip(1) {
+            let own = cgroups::membership(pid, th.tid, roots)?;
+            if own != entry.cgroups {
+                used.extend(own.iter().cloned());
+                th.cgroups = Some(own);
+            }
+        }
+    }
     stasis_image::write_record_file(dir, &Image::process_file(pid), FileKind::Process, &entry)?;
     stasis_image::write_record_file(dir, &Image::pagemap_file(pid), FileKind::PageIndex, &index)?;
-    Ok((stats, xfeatures, flushing))
+    Ok((stats, xfeatures, flushing, used))
 }

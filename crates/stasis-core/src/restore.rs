@@ -7,7 +7,7 @@ use crate::freeze::Pinned;
 use crate::kinds::files::{self, FilesError};
 use crate::kinds::memory::{self, MemoryError, TASK_SIZE};
 use crate::kinds::process::{self, ProcessError};
-use crate::kinds::{signal, sysvshm, thread};
+use crate::kinds::{cgroups, signal, sysvshm, thread};
 use crate::scratch::{Scratch, SCRATCH_LEN};
 use crate::tracee::{find_gadget, wait_stop, MemTracee, PtraceTracee, Tracee, TraceeError};
 use stasis_image::{Image, VmaEntry, VmaKind};
@@ -24,6 +24,9 @@ pub struct RestoreOptions {
     pub dir: PathBuf,
     /// Descriptors of the caller that stand in for files of the image (`--inherit-fd`).
     pub inherit: Vec<files::InheritFd>,
+    /// How the image's cgroups (saved with `--manage-cgroups`) are restored, and under which
+    /// roots (`--cgroup-root`).
+    pub cgroups: (cgroups::Mode, cgroups::Roots),
 }
 
 impl RestoreOptions {
@@ -32,6 +35,7 @@ impl RestoreOptions {
         RestoreOptions {
             dir: dir.into(),
             inherit: Vec::new(),
+            cgroups: (cgroups::Mode::Soft, cgroups::Roots::default()),
         }
     }
 }
@@ -72,6 +76,8 @@ pub enum RestoreError {
     Tracee(#[from] TraceeError),
     #[error(transparent)]
     Timer(#[from] signal::TimerError),
+    #[error(transparent)]
+    Cgroups(#[from] cgroups::CgroupsError),
     #[error("pid {pid}: cannot open {path} for the mapping at {addr:#x}")]
     MapFile {
         pid: i32,
@@ -368,6 +374,14 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
             });
         }
     }
+    // The tree's cgroups exist before any of its tasks (they join them before they run) and
+    // before its files (a process may hold a cgroup directory open).
+    let mut cgroups = match (&img.inventory.cgroups, opts.cgroups.0) {
+        (Some(saved), mode) if mode != cgroups::Mode::Ignore => {
+            Some(cgroups::prepare(saved, mode, opts.cgroups.1.clone())?)
+        }
+        _ => None,
+    };
     let mut prep = prepare(&img, &opts.inherit)?;
     let segments = sysvshm::Segments::recreate(&img)?;
 
@@ -573,6 +587,17 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
         }
         Ok(())
     })?;
+    // Every task joins its cgroups.
+    if let Some(cg) = cgroups.as_mut() {
+        for p in img.processes.iter().filter(|p| p.zombie.is_none()) {
+            let own: Vec<(i32, &[stasis_image::CgroupMemberEntry])> = p
+                .threads
+                .iter()
+                .filter_map(|t| t.cgroups.as_deref().map(|c| (t.tid, c)))
+                .collect();
+            cg.attach(p.pid, &p.cgroups, &own)?;
+        }
+    }
     // Files that name processes restored after their holder.
     for d in deferred {
         place_deferred(&img, d)?;

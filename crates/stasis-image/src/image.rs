@@ -378,6 +378,7 @@ mod tests {
             pids: vec![42],
             xfeatures: 7,
             parent: None,
+            cgroups: None,
         };
         write_record_file(dir.path(), "inventory", FileKind::Inventory, &inv).unwrap();
         let path = dir.path().join("inventory");

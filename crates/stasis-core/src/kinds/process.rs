@@ -198,6 +198,7 @@ pub fn dump(src: &impl ProcSource, pid: i32) -> Result<ProcInfo> {
             .ok()
             .and_then(|v| v.trim().parse().ok()),
         cwd_file: None,
+        cgroups: Vec::new(),
         membarrier: 0,
     };
     Ok(ProcInfo {

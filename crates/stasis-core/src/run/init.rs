@@ -570,6 +570,7 @@ impl Supervisor {
             // The job's files are its own: its locks go with it.
             file_locks: true,
             link_remap: false,
+            cgroups: None,
         };
         match stasis_sys::clone::fork() {
             Ok(stasis_sys::clone::Forked::Child) => {

@@ -22,4 +22,7 @@ pub struct InventoryEntry {
     /// The image this one is an increment of, if any.
     #[serde(default)]
     pub parent: Option<String>,
+    /// The cgroup directories of the tree, saved with `--manage-cgroups`.
+    #[serde(default)]
+    pub cgroups: Option<super::CgroupsEntry>,
 }

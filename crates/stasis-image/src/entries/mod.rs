@@ -1,6 +1,7 @@
 //! On-disk entry types (`XxxEntry`). Field names are the format: add fields as `Option` or
 //! `#[serde(default)]`, never rename or renumber.
 
+pub mod cgroup;
 pub mod file;
 pub mod inventory;
 pub mod memory;
@@ -8,6 +9,7 @@ pub mod process;
 pub mod signal;
 pub mod thread;
 
+pub use cgroup::{CgroupDirEntry, CgroupMemberEntry, CgroupPropEntry, CgroupsEntry};
 pub use file::{
     BlobRef, EpollItemEntry, FdEntry, FileEntry, FileKindEntry, FilesEntry, InotifyWatchEntry,
     LockEntry, OwnerEntry,

@@ -69,6 +69,10 @@ pub struct ProcessEntry {
     /// parent's.
     #[serde(default)]
     pub files_shared: bool,
+    /// Its cgroup in each hierarchy, saved with `--manage-cgroups` (its threads' are the same
+    /// unless a thread says otherwise).
+    #[serde(default)]
+    pub cgroups: Vec<super::CgroupMemberEntry>,
     /// /proc/PID/oom_score_adj (None in images before 1.4).
     #[serde(default)]
     pub oom_score_adj: Option<i32>,

@@ -29,6 +29,10 @@ pub struct ThreadEntry {
     /// Scheduling policy and priority (per thread to the kernel).
     #[serde(default)]
     pub sched: Option<SchedEntry>,
+    /// The thread's cgroups when they differ from its process's (cgroup v1 moves threads one
+    /// by one).
+    #[serde(default)]
+    pub cgroups: Option<Vec<crate::entries::CgroupMemberEntry>>,
 }
 
 /// x86_64 `user_regs_struct`, field by field.
