@@ -121,7 +121,7 @@ fn memory_with_compressed_pages() {
     r.assert_ok();
     let s = run_stasis(&["show", c.image().to_str().unwrap(), "--json"]);
     let j: serde_json::Value = serde_json::from_str(&s.stdout).unwrap();
-    assert_eq!(j["format"], "1.4");
+    assert_eq!(j["format"], "1.5");
     let dir = c.image();
     let pages = std::fs::read_dir(&dir)
         .unwrap()

@@ -9,7 +9,9 @@ use crate::kinds::memory::{self, MemoryError};
 use crate::kinds::process::{self, ProcessError};
 use crate::kinds::{signal, sysvshm, thread};
 use crate::scratch::Scratch;
-use crate::tracee::{find_gadget, resume_regs, PtraceTracee, Tracee, TraceeError};
+use crate::tracee::{
+    find_gadget, find_gadget_anywhere, resume_regs, PtraceTracee, Tracee, TraceeError,
+};
 use stasis_image::{
     CgroupMemberEntry, CredsEntry, FileKind, FilesEntry, Image, InventoryEntry, PageIndexEntry,
     PagesWriter, SiginfoEntry, ThreadEntry, VmaKind,
@@ -699,11 +701,14 @@ fn collect(
         th.base = Some(*t.base_regs());
         tracees.push(t);
     }
-    let vdso = vmas
-        .iter()
-        .find(|v| v.kind == VmaKind::Vdso)
-        .ok_or(TraceeError::NoGadget { pid })?;
-    let gadget = find_gadget(&tracees[0], vdso.start, vdso.end)?;
+    let gadget = match vmas.iter().find(|v| v.kind == VmaKind::Vdso) {
+        Some(vdso) => find_gadget(&tracees[0], vdso.start, vdso.end)?,
+        // The process unmapped its vDSO: a syscall instruction of its own will do.
+        None => {
+            let rips: Vec<u64> = tracees.iter().map(|t| t.base_regs().rip).collect();
+            find_gadget_anywhere(&tracees[0], &rips, &memory::executable(&vmas))?
+        }
+    };
     state.gadget = gadget;
     for t in &mut tracees {
         t.set_gadget(gadget);
@@ -778,7 +783,10 @@ fn collect(
     let pidfd = stasis_sys::pidfd::pidfd_open(state.pid)
         .map_err(|source| DumpError::Pidfd { pid, source })?;
     let fds = files::dump_fds(pid, &pidfd, dir, root, table)?;
-    if info.entry.cwd.ends_with(" (deleted)") {
+    if let Some(n) = files::dead_proc_dir(&info.entry.cwd) {
+        // Nothing to save of it: it is gone with its process.
+        info.entry.cwd_dead_pid = Some(n);
+    } else if info.entry.cwd.ends_with(" (deleted)") {
         info.entry.cwd_file = Some(files::dump_removed_cwd(pid, dir, table)?);
     }
     for (sm, v) in smaps.iter().zip(&vmas) {
@@ -793,7 +801,10 @@ fn collect(
     }
     memory::link_deleted(pid, &smaps, &mut vmas, &table.inodes)?;
 
-    // Memory.
+    // Memory. AIO rings are the kernel's, saved whole with the record (never as pages).
+    for v in vmas.iter_mut().filter(|v| v.kind == VmaKind::Aio) {
+        crate::kinds::aio::dump(&*t, v).map_err(MemoryError::from)?;
+    }
     let t_mem = Instant::now();
     memory::find_guards(pid, &mut vmas)?;
     cow.mark(pid, &mut vmas);
@@ -836,6 +847,17 @@ fn collect(
     if entry.seccomp_mode == 2 {
         entry.seccomp_filters = process::dump_seccomp(pid, state.pid)?;
     }
+    // Seccomp is per thread: a filter installed without TSYNC reaches one thread only.
+    let mut thread_seccomp = Vec::with_capacity(state.threads.len());
+    for th in &state.threads {
+        let own = if th.tid == state.pid {
+            None
+        } else {
+            Some(process::dump_thread_seccomp(pid, th.tid)?)
+                .filter(|s| s.mode != entry.seccomp_mode || s.filters != entry.seccomp_filters)
+        };
+        thread_seccomp.push(own);
+    }
     entry.shared_pending = shared_pending;
     entry.fds = fds;
     entry.threads = outside
@@ -843,8 +865,9 @@ fn collect(
         .zip(per_thread)
         .zip(std::iter::once(&*t).chain(others.iter()))
         .zip(own_creds)
+        .zip(thread_seccomp)
         .map(
-            |(((o, (clear_child_tid, altstack)), tr), creds)| ThreadEntry {
+            |((((o, (clear_child_tid, altstack)), tr), creds), seccomp)| ThreadEntry {
                 tid: tr.pid(),
                 comm: std::fs::read_to_string(format!("/proc/{pid}/task/{}/comm", tr.pid()))
                     .map(|c| c.trim_end_matches('\n').to_string())
@@ -863,6 +886,7 @@ fn collect(
                     .ok()
                     .map(thread::sched_entry),
                 cgroups: None,
+                seccomp,
             },
         )
         .collect();

@@ -9,7 +9,9 @@ use crate::kinds::memory::{self, MemoryError, TASK_SIZE};
 use crate::kinds::process::{self, ProcessError};
 use crate::kinds::{cgroups, signal, sysvshm, thread};
 use crate::scratch::{Scratch, SCRATCH_LEN};
-use crate::tracee::{find_gadget, wait_stop, MemTracee, PtraceTracee, Tracee, TraceeError};
+use crate::tracee::{
+    find_gadget, find_gadget_anywhere, wait_stop, MemTracee, PtraceTracee, Tracee, TraceeError,
+};
 use stasis_image::{Image, VmaEntry, VmaKind};
 use stasis_sys::clone::{self, Forked};
 use stasis_sys::ptrace::{self, WaitStatus};
@@ -92,6 +94,15 @@ pub enum RestoreError {
         #[source]
         source: TraceeError,
     },
+    #[error("pid {pid}: its working directory was /proc/{dead} of an exited process; that PID is taken now, so the directory cannot be entered again (restore into a fresh PID namespace with --pid-ns)")]
+    DeadPidTaken { pid: i32, dead: i32 },
+    #[error("pid {pid}: cannot make a helper with pid {dead} to enter /proc/{dead} (its working directory)")]
+    DeadPidHelper {
+        pid: i32,
+        dead: i32,
+        #[source]
+        source: Errno,
+    },
     #[error("skeleton {pid}: {step}")]
     Skeleton {
         pid: i32,
@@ -128,7 +139,44 @@ struct Prepared<'a> {
     /// Per pid: root directory, for processes whose root is not the restorer's.
     root: HashMap<i32, i32>,
     exe: HashMap<i32, i32>,
+    /// Stand-ins for exited processes whose /proc/N a process had as working directory.
+    dead_pids: DeadPidHelpers,
     _owned: Vec<OwnedFd>,
+}
+
+/// Helper processes holding PIDs of processes that had exited at dump time, while a restored
+/// process enters their /proc/N (the kernel refuses to enter the directory of a dead process:
+/// ESRCH). Ending them afterwards leaves that process in an unhashed /proc directory, as it
+/// was. Killed and reaped when ended or dropped.
+#[derive(Default)]
+struct DeadPidHelpers(Vec<Pid>);
+
+impl DeadPidHelpers {
+    /// A helper with PID `dead`, for process `pid`.
+    fn make(&mut self, pid: i32, dead: i32) -> Result<()> {
+        match clone::clone_with_pid(Pid::from_raw(dead)) {
+            Ok(Forked::Child) => clone::child_park(-1),
+            Ok(Forked::Parent(c)) => {
+                self.0.push(c);
+                Ok(())
+            }
+            Err(Errno::EEXIST) => Err(RestoreError::DeadPidTaken { pid, dead }),
+            Err(source) => Err(RestoreError::DeadPidHelper { pid, dead, source }),
+        }
+    }
+
+    fn end(&mut self) {
+        for pid in self.0.drain(..) {
+            let _ = ptrace::kill(pid, libc::SIGKILL);
+            let _ = ptrace::wait(pid, false);
+        }
+    }
+}
+
+impl Drop for DeadPidHelpers {
+    fn drop(&mut self) {
+        self.end();
+    }
 }
 
 fn prepare<'a>(img: &'a Image, inherit: &'a [files::InheritFd]) -> Result<Prepared<'a>> {
@@ -158,6 +206,7 @@ fn prepare<'a>(img: &'a Image, inherit: &'a [files::InheritFd]) -> Result<Prepar
         Ok(raw)
     };
     let mut owned = Vec::new();
+    let mut dead_pids = DeadPidHelpers::default();
     let mut by_id: HashMap<u32, i32> = HashMap::new();
     let mut cx = files::OpenCx::new(&img.dir, &img.files.files, inherit);
     let mut place = HashMap::new();
@@ -278,7 +327,14 @@ fn prepare<'a>(img: &'a Image, inherit: &'a [files::InheritFd]) -> Result<Prepar
                     s
                 }
             },
-            None => park(p.pid, open_dir(&p.cwd, libc::O_DIRECTORY)?, &mut owned)?,
+            None => match p.cwd_dead_pid {
+                Some(dead) => {
+                    dead_pids.make(p.pid, dead)?;
+                    let path = format!("/proc/{dead}");
+                    park(p.pid, open_dir(&path, libc::O_DIRECTORY)?, &mut owned)?
+                }
+                None => park(p.pid, open_dir(&p.cwd, libc::O_DIRECTORY)?, &mut owned)?,
+            },
         };
         cwd.insert(p.pid, cwd_fd);
         if p.root != "/" && !p.root.is_empty() {
@@ -323,6 +379,7 @@ fn prepare<'a>(img: &'a Image, inherit: &'a [files::InheritFd]) -> Result<Prepar
         cwd,
         root,
         exe,
+        dead_pids,
         _owned: owned,
     })
 }
@@ -429,10 +486,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     drop(ready_r);
     // Seccomp filters go in before credentials (see rebuild); from then on they must not judge
     // our remote syscalls. Forked skeletons and cloned threads inherit the option.
-    let seccomp = img
-        .processes
-        .iter()
-        .any(|p| !p.seccomp_filters.is_empty() || p.seccomp_mode != 0);
+    let seccomp = img.processes.iter().any(process::has_seccomp);
     let opts = ptrace::OPT_EXITKILL
         | ptrace::OPT_TRACESYSGOOD
         | ptrace::OPT_TRACECLONE
@@ -569,6 +623,8 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
             }
             Ok(())
         })();
+        // Every process is in its working directory: the stand-ins may go.
+        prep.dead_pids.end();
         drop(jobs);
         let pagers = match early {
             Some(p) => p,
@@ -670,7 +726,7 @@ fn place_deferred(img: &Image, d: Deferred) -> Result<()> {
         .iter()
         .find(|p| p.pid == pidn)
         .expect("deferred fds belong to a process of the image");
-    if !p.seccomp_filters.is_empty() || p.seccomp_mode != 0 {
+    if process::has_seccomp(p) {
         ptrace::set_options(
             d.pid,
             ptrace::OPT_EXITKILL
@@ -1058,10 +1114,11 @@ fn rebuild(
         .filter(|s| s.map.path.as_deref().is_some_and(|p| p.starts_with('[')))
         .flat_map(|s| memory::classify(std::slice::from_ref(&s)))
         .collect();
-    let vdso = here
-        .iter()
-        .find(|v| v.kind == VmaKind::Vdso)
-        .ok_or(TraceeError::NoGadget { pid: pidn })?;
+    let vdso = here.iter().find(|v| v.kind == VmaKind::Vdso);
+    let no_vdso = memory::saved_without_vdso(&p.vmas);
+    // A skeleton forked from a restored parent that has no vDSO has none either: nothing to
+    // drive it through once its inherited memory is unmapped.
+    let vdso = vdso.ok_or(MemoryError::VdsoMissing { pid: pidn })?;
     let gadget_off = find_gadget(&t, vdso.start, vdso.end)? - vdso.start;
     t.set_gadget(vdso.start + gadget_off);
     thread::unregister_rseq(&mut t)?;
@@ -1133,7 +1190,12 @@ fn rebuild(
             continue;
         }
         let fd = match v.kind {
-            VmaKind::Vdso | VmaKind::Vvar | VmaKind::VvarVclock | VmaKind::Vsyscall => continue,
+            // AIO rings are made by io_setup, below.
+            VmaKind::Vdso
+            | VmaKind::Vvar
+            | VmaKind::VvarVclock
+            | VmaKind::Vsyscall
+            | VmaKind::Aio => continue,
             VmaKind::SharedAnon => v.shmem.and_then(|id| prep.shmem.get(&id)).copied(),
             VmaKind::FilePrivate if v.shmem.is_some() => {
                 v.shmem.and_then(|id| prep.shmem.get(&id)).copied()
@@ -1159,12 +1221,16 @@ fn rebuild(
         }
         memory::advise(&mut t, v)?;
     }
+    for v in p.vmas.iter().filter(|v| v.kind == VmaKind::Aio) {
+        crate::kinds::aio::restore(&mut t, s, v).map_err(MemoryError::from)?;
+    }
     // The pages: here, those children forked below must find (the mappings they share
     // copy-on-write) and those of read-only shared mappings, which are made read-only after
     // them (both need this thread); the rest by the page threads while this one goes on
     // (see restore). Seccomp programs are passed through the stack, which the page threads
-    // write: then everything is written here.
-    let all_here = !p.seccomp_filters.is_empty();
+    // write, and a process without a vDSO is driven through its own code once its pages are
+    // in: then everything is written here.
+    let all_here = process::has_seccomp(p) || no_vdso;
     let kids: Vec<&stasis_image::ProcessEntry> =
         img.processes.iter().filter(|q| q.ppid == pidn).collect();
     let needed =
@@ -1182,6 +1248,24 @@ fn rebuild(
         Some(memory::restore_pages(&mut t, &p.vmas, &now, pages)?)
     };
     memory::protect_shared(&mut t, &p.vmas)?;
+    if no_vdso {
+        // Its own memory is back: drive it through a syscall instruction of its own and take
+        // the skeleton's vDSO away again (the process had unmapped its own).
+        let rips: Vec<u64> = p.threads.iter().map(|th| th.regs.rip).collect();
+        let gadget = find_gadget_anywhere(&t, &rips, &memory::executable(&p.vmas))
+            .map_err(|_| MemoryError::NoGadget { pid: pidn })?;
+        t.set_gadget(gadget);
+        for m in &moves {
+            t.syscall("munmap", libc::SYS_munmap, [m.to, m.len, 0, 0, 0, 0])
+                .map_err(|source| MemoryError::Map {
+                    pid: pidn,
+                    start: m.to,
+                    end: m.to + m.len,
+                    what: format!("unmapping the skeleton's {:?}", m.kind),
+                    source,
+                })?;
+        }
+    }
     // A process forked from its restored parent has the parent's exe link already; the
     // kernel refuses to set one while the old file is mapped (it is: kept mappings).
     let exe_now = std::fs::read_link(format!("/proc/{child}/exe")).ok();
@@ -1349,17 +1433,23 @@ fn rebuild(
     // Seccomp before credentials: without no_new_privs, installing a filter takes
     // CAP_SYS_ADMIN, which the saved credentials may not have. The filters are suspended for
     // the remote syscalls that follow (PTRACE_O_SUSPEND_SECCOMP, set at seize) until detach.
-    let stack_low = p
-        .vmas
-        .iter()
-        .find(|v| v.start <= th.regs.rsp && th.regs.rsp < v.end)
-        .map_or(u64::MAX, |v| v.start);
+    let room = |th: &stasis_image::ThreadEntry| process::ProgramRoom {
+        rsp: th.regs.rsp,
+        stack_low: p
+            .vmas
+            .iter()
+            .find(|v| v.start <= th.regs.rsp && th.regs.rsp < v.end)
+            .map_or(u64::MAX, |v| v.start),
+    };
     if prep.seccomp_early {
-        process::restore_seccomp(&mut t, p, stack_low)?;
+        process::restore_seccomp(&mut t, p, room(th))?;
     }
     for (tid, th) in threads.iter().zip(&p.threads[1..]) {
         let mut tt = PtraceTracee::new(*tid)?;
         tt.set_gadget(t.gadget());
+        if prep.seccomp_early {
+            process::restore_thread_seccomp(&mut tt, p, th, room(th))?;
+        }
         process::restore_creds(&mut tt, s, th.creds.as_ref().unwrap_or(&p.creds))?;
         // no_new_privs is per thread too (seccomp filters reach every thread by TSYNC).
         if p.no_new_privs {
@@ -1379,7 +1469,12 @@ fn rebuild(
         }
     }
     if !prep.seccomp_early {
-        process::restore_seccomp(&mut t, p, stack_low)?;
+        process::restore_seccomp(&mut t, p, room(th))?;
+        for (tid, th) in threads.iter().zip(&p.threads[1..]) {
+            let mut tt = PtraceTracee::new(*tid)?;
+            tt.set_gadget(t.gadget());
+            process::restore_thread_seccomp(&mut tt, p, th, room(th))?;
+        }
     }
     thread::restore_cpu(child, th, false)?;
     for (tid, th) in threads.iter().zip(&p.threads[1..]) {

@@ -303,6 +303,38 @@ pub fn find_gadget(t: &impl Tracee, start: u64, end: u64) -> Result<u64> {
         .ok_or(TraceeError::NoGadget { pid: t.pid() })
 }
 
+/// A `syscall` instruction in a process that has no vDSO (it unmapped it, or the kernel
+/// maps none): the two bytes before the `rip` of a thread stopped right after a syscall, when
+/// they are 0f 05, else the first 0f 05 in its executable memory (`exec`: readable and
+/// executable ranges, read through /proc/PID/mem). Any two such bytes do: the CPU decodes
+/// from wherever rip points, whatever instruction they were part of.
+pub fn find_gadget_anywhere(t: &impl Tracee, rips: &[u64], exec: &[(u64, u64)]) -> Result<u64> {
+    for &rip in rips {
+        let mut b = [0u8; 2];
+        if rip >= 2 && t.read_mem(rip - 2, &mut b).is_ok() && b == [0x0f, 0x05] {
+            return Ok(rip - 2);
+        }
+    }
+    const CHUNK: u64 = 1 << 20;
+    let mut buf = Vec::new();
+    for &(start, end) in exec {
+        let mut at = start;
+        while at < end {
+            // One byte of overlap, so that a pair across chunks is found too.
+            let to = (at + CHUNK + 1).min(end);
+            buf.resize((to - at) as usize, 0);
+            if t.read_mem(at, &mut buf).is_err() {
+                break;
+            }
+            if let Some(off) = buf.windows(2).position(|w| w == [0x0f, 0x05]) {
+                return Ok(at + off as u64);
+            }
+            at += CHUNK;
+        }
+    }
+    Err(TraceeError::NoGadget { pid: t.pid() })
+}
+
 /// Linux's syscall-restart return values, seen in `rax` of a thread stopped inside a syscall.
 pub const ERESTARTSYS: i64 = 512;
 pub const ERESTARTNOINTR: i64 = 513;

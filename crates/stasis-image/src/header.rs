@@ -50,8 +50,9 @@ impl std::fmt::Display for FormatVersion {
 
 /// The version this build writes and the newest it reads. 1.1 added LZ4-compressed page runs;
 /// 1.2 pages a process shares copy-on-write with its parent (`VmaEntry::cow`), which a 1.1
-/// reader would silently lose.
-pub const CURRENT_VERSION: FormatVersion = FormatVersion { major: 1, minor: 4 };
+/// reader would silently lose. 1.5 adds AIO rings (`VmaKind::Aio`) and per-thread seccomp
+/// state, which a 1.4 reader would refuse or lose.
+pub const CURRENT_VERSION: FormatVersion = FormatVersion { major: 1, minor: 5 };
 
 /// A decoded header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -100,6 +100,12 @@ pub enum MemoryError {
     VdsoMismatch { name: String, saved: u64, here: u64 },
     #[error("pid {pid}: the kernel seals [vdso]/[vvar] (CONFIG_MSEAL_SYSTEM_MAPPINGS), so they cannot be moved to their saved addresses")]
     Sealed { pid: i32 },
+    #[error(transparent)]
+    Aio(#[from] crate::kinds::aio::AioError),
+    #[error("pid {pid}: the image has no vDSO and no `syscall` instruction was found in the process's restored executable memory to drive it by")]
+    NoGadget { pid: i32 },
+    #[error("pid {pid}: its skeleton, forked from a restored parent without a vDSO, has none to drive it by; restoring a process under a parent that unmapped its vDSO is not supported yet")]
+    VdsoMissing { pid: i32 },
 }
 
 type Result<T, E = MemoryError> = std::result::Result<T, E>;
@@ -126,6 +132,8 @@ pub fn classify(smaps: &[SmapsEntry]) -> Vec<VmaEntry> {
             Some("[vvar]") => Some(VmaKind::Vvar),
             Some("[vvar_vclock]") => Some(VmaKind::VvarVclock),
             Some("[vsyscall]") => Some(VmaKind::Vsyscall),
+            // The ring of an AIO context: a mapping of an internal file, never a path.
+            Some("/[aio]") if m.deleted && m.shared => Some(VmaKind::Aio),
             _ => None,
         };
         let kind = if let Some(k) = special {
@@ -199,6 +207,7 @@ pub fn classify(smaps: &[SmapsEntry]) -> Vec<VmaEntry> {
             sysv: None,
             cow: Vec::new(),
             guards: Vec::new(),
+            aio: None,
             vm_flags: s
                 .vm_flags
                 .0
@@ -932,6 +941,16 @@ fn read_batch(
     Ok(())
 }
 
+/// The readable and executable ranges of `vmas` a syscall instruction may be taken from
+/// (not [vsyscall]: the kernel emulates its few entry points, it runs nothing of it).
+pub fn executable(vmas: &[VmaEntry]) -> Vec<(u64, u64)> {
+    let rx = (libc::PROT_READ | libc::PROT_EXEC) as u32;
+    vmas.iter()
+        .filter(|v| v.prot & rx == rx && v.kind != VmaKind::Vsyscall)
+        .map(|v| (v.start, v.end))
+        .collect()
+}
+
 /// Where a special mapping is in the skeleton and where the image wants it.
 #[derive(Debug, Clone, Copy)]
 pub struct SpecialMove {
@@ -941,9 +960,39 @@ pub struct SpecialMove {
     pub len: u64,
 }
 
-/// Plan moving the skeleton's [vvar]/[vvar_vclock]/[vdso] to the image's addresses.
+/// Plan moving the skeleton's [vvar]/[vvar_vclock]/[vdso] to the image's addresses. An
+/// image without any of them (the process unmapped its vDSO) gets them parked together, in
+/// their layout, where the image has nothing: restore drives the process through them until
+/// its own memory is back, then unmaps them ([`saved_without_vdso`]).
 pub fn plan_specials(here: &[VmaEntry], saved: &[VmaEntry]) -> Result<Vec<SpecialMove>> {
     let mut moves = Vec::new();
+    if saved_without_vdso(saved) {
+        let mine: Vec<&VmaEntry> = here
+            .iter()
+            .filter(|v| matches!(v.kind, VmaKind::Vvar | VmaKind::VvarVclock | VmaKind::Vdso))
+            .collect();
+        let (Some(lo), Some(hi)) = (
+            mine.iter().map(|v| v.start).min(),
+            mine.iter().map(|v| v.end).max(),
+        ) else {
+            return Ok(moves);
+        };
+        let at =
+            free_range(saved, &[], hi - lo, 0x1_0000_0000).ok_or(MemoryError::VdsoMismatch {
+                name: "free space to park the vDSO".into(),
+                saved: hi - lo,
+                here: 0,
+            })?;
+        for v in mine {
+            moves.push(SpecialMove {
+                kind: v.kind,
+                from: v.start,
+                to: at + (v.start - lo),
+                len: v.len(),
+            });
+        }
+        return Ok(moves);
+    }
     for kind in [VmaKind::Vvar, VmaKind::VvarVclock, VmaKind::Vdso] {
         let h = here.iter().find(|v| v.kind == kind);
         let s = saved.iter().find(|v| v.kind == kind);
@@ -974,6 +1023,13 @@ pub fn plan_specials(here: &[VmaEntry], saved: &[VmaEntry]) -> Result<Vec<Specia
         }
     }
     Ok(moves)
+}
+
+/// Whether the image's process had no vDSO, [vvar] or [vvar_vclock] (it unmapped them).
+pub fn saved_without_vdso(saved: &[VmaEntry]) -> bool {
+    !saved
+        .iter()
+        .any(|v| matches!(v.kind, VmaKind::Vvar | VmaKind::VvarVclock | VmaKind::Vdso))
 }
 
 /// A free range of `len` bytes in the image's layout, avoiding `also` (addresses in use now).
@@ -1274,6 +1330,7 @@ mod tests {
             sysv: None,
             cow: Vec::new(),
             guards: Vec::new(),
+            aio: None,
             vm_flags: vec![],
         }
     }

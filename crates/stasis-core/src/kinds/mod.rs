@@ -1,6 +1,7 @@
 //! One module per resource kind, dump and restore side by side. Each pairs with the entry type
 //! of the same name in stasis-image.
 
+pub mod aio;
 pub mod cgroups;
 pub mod files;
 pub mod memory;

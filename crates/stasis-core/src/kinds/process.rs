@@ -5,7 +5,10 @@
 
 use crate::scratch::{words_to_bytes, Scratch};
 use crate::tracee::{Tracee, TraceeError};
-use stasis_image::{CredsEntry, MmEntry, ProcessEntry, RlimitEntry};
+use stasis_image::{
+    CredsEntry, MmEntry, ProcessEntry, RlimitEntry, SeccompFilterEntry, ThreadEntry,
+    ThreadSeccompEntry,
+};
 use stasis_procfs::{stat::Stat, status::Status, ProcSource};
 use stasis_sys::Pid;
 
@@ -199,6 +202,7 @@ pub fn dump(src: &impl ProcSource, pid: i32) -> Result<ProcInfo> {
             .and_then(|v| v.trim().parse().ok()),
         cwd_file: None,
         cgroups: Vec::new(),
+        cwd_dead_pid: None,
         membarrier: 0,
     };
     Ok(ProcInfo {
@@ -796,23 +800,91 @@ pub fn restore_no_new_privs(t: &mut impl Tracee) -> Result<()> {
     .map(drop)
 }
 
-/// no_new_privs and seccomp, the very last things a process gets: after them a filter could
-/// forbid the remote syscalls restore still needs. Filters are installed oldest first with
-/// SECCOMP_FILTER_FLAG_TSYNC (all threads); their programs are written just below the saved
-/// stack pointer of the leader (below the red zone: dead stack). Strict mode is a prctl.
-pub fn restore_seccomp(t: &mut impl Tracee, p: &ProcessEntry, stack_low: u64) -> Result<()> {
-    if p.no_new_privs {
-        restore_no_new_privs(t)?;
+/// The seccomp state of thread `tid` of `pid` (/proc/PID/task/TID/status and its filters).
+pub fn dump_thread_seccomp(pid: i32, tid: Pid) -> Result<ThreadSeccompEntry> {
+    let text = match std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")) {
+        Ok(t) => t,
+        Err(source) => {
+            return Err(ProcessError::Read {
+                pid,
+                file: "task/TID/status",
+                source,
+            })
+        }
+    };
+    let st = stasis_procfs::status::parse_status(&text).map_err(|source| ProcessError::Parse {
+        pid,
+        file: "task/TID/status",
+        source,
+    })?;
+    let filters = if st.seccomp == 2 {
+        dump_seccomp(pid, tid)?
+    } else {
+        Vec::new()
+    };
+    Ok(ThreadSeccompEntry {
+        mode: st.seccomp,
+        filters,
+    })
+}
+
+/// Whether any thread of `p` runs under seccomp.
+pub fn has_seccomp(p: &ProcessEntry) -> bool {
+    p.seccomp_mode != 0
+        || !p.seccomp_filters.is_empty()
+        || p.threads.iter().any(|th| {
+            th.seccomp
+                .as_ref()
+                .is_some_and(|s| s.mode != 0 || !s.filters.is_empty())
+        })
+}
+
+/// A thread's seccomp mode and filters: its own, or the process's.
+fn chain<'p>(p: &'p ProcessEntry, th: &'p ThreadEntry) -> (u32, &'p [SeccompFilterEntry]) {
+    match &th.seccomp {
+        Some(s) => (s.mode, &s.filters),
+        None => (p.seccomp_mode, &p.seccomp_filters),
     }
-    let rsp = p.threads.first().map_or(0, |th| th.regs.rsp);
-    for f in &p.seccomp_filters {
-        let prog_at = (rsp - 256 - f.bpf.len() as u64) & !15;
+}
+
+/// How many filters, oldest first, every thread's chain starts with: the leader installs
+/// those for all threads at once (TSYNC), so they stay one shared filter as they were.
+fn common_prefix(p: &ProcessEntry) -> usize {
+    let lead = chain(p, &p.threads[0]).1;
+    p.threads[1..].iter().fold(lead.len(), |n, th| {
+        let mine = chain(p, th).1;
+        lead.iter()
+            .zip(mine)
+            .take(n)
+            .take_while(|(a, b)| a == b)
+            .count()
+    })
+}
+
+/// Where, below a thread's saved stack pointer, filter programs are written (below the red
+/// zone: dead stack), and the lowest address the stack allows.
+#[derive(Debug, Clone, Copy)]
+pub struct ProgramRoom {
+    pub rsp: u64,
+    pub stack_low: u64,
+}
+
+/// Install `filters` (oldest first) in the traced thread with seccomp(`flags`).
+fn install_filters(
+    t: &mut impl Tracee,
+    pid: i32,
+    filters: &[SeccompFilterEntry],
+    room: ProgramRoom,
+    flags: u64,
+) -> Result<()> {
+    for f in filters {
+        let prog_at = (room.rsp - 256 - f.bpf.len() as u64) & !15;
         let fprog_at = prog_at - 16;
-        if fprog_at < stack_low {
+        if fprog_at < room.stack_low {
             return Err(ProcessError::Set {
-                pid: p.pid,
+                pid,
                 what: "seccomp (no room below the stack pointer for the filter program)".into(),
-                source: TraceeError::NoGadget { pid: p.pid },
+                source: TraceeError::NoGadget { pid },
             });
         }
         let mut fprog = Vec::with_capacity(16);
@@ -820,7 +892,7 @@ pub fn restore_seccomp(t: &mut impl Tracee, p: &ProcessEntry, stack_low: u64) ->
         fprog.extend_from_slice(&[0u8; 6]);
         fprog.extend_from_slice(&prog_at.to_le_bytes());
         let werr = |source| ProcessError::Set {
-            pid: p.pid,
+            pid,
             what: "seccomp filter program".into(),
             source,
         };
@@ -832,7 +904,7 @@ pub fn restore_seccomp(t: &mut impl Tracee, p: &ProcessEntry, stack_low: u64) ->
             libc::SYS_seccomp,
             [
                 libc::SECCOMP_SET_MODE_FILTER as u64,
-                libc::SECCOMP_FILTER_FLAG_TSYNC,
+                flags,
                 fprog_at,
                 0,
                 0,
@@ -840,13 +912,61 @@ pub fn restore_seccomp(t: &mut impl Tracee, p: &ProcessEntry, stack_low: u64) ->
             ],
         )?;
     }
-    if p.seccomp_mode == 1 {
-        set(
-            t,
-            "strict seccomp",
-            libc::SYS_prctl,
-            [libc::PR_SET_SECCOMP as u64, 1, 0, 0, 0, 0],
-        )?;
+    Ok(())
+}
+
+fn strict(t: &mut impl Tracee) -> Result<()> {
+    set(
+        t,
+        "strict seccomp",
+        libc::SYS_prctl,
+        [libc::PR_SET_SECCOMP as u64, 1, 0, 0, 0, 0],
+    )
+    .map(drop)
+}
+
+/// no_new_privs and seccomp, the very last things a process gets: after them a filter could
+/// forbid the remote syscalls restore still needs. In the leader: the filters every thread's
+/// chain starts with, oldest first, with SECCOMP_FILTER_FLAG_TSYNC (all threads at once, so
+/// they share them as before), then the leader's own rest without it. Each other thread then
+/// installs the rest of its own chain itself ([`restore_thread_seccomp`]). Programs are
+/// written below the thread's saved stack pointer. Strict mode is a prctl.
+pub fn restore_seccomp(t: &mut impl Tracee, p: &ProcessEntry, room: ProgramRoom) -> Result<()> {
+    if p.no_new_privs {
+        restore_no_new_privs(t)?;
+    }
+    let (mode, filters) = chain(p, &p.threads[0]);
+    let shared = common_prefix(p);
+    install_filters(
+        t,
+        p.pid,
+        &filters[..shared],
+        room,
+        libc::SECCOMP_FILTER_FLAG_TSYNC,
+    )?;
+    install_filters(t, p.pid, &filters[shared..], room, 0)?;
+    if mode == 1 {
+        strict(t)?;
+    }
+    Ok(())
+}
+
+/// The rest of thread `th`'s own seccomp chain (after what the leader installed for all),
+/// installed by the thread itself. Nothing for a thread that shares the process's chain.
+pub fn restore_thread_seccomp(
+    t: &mut impl Tracee,
+    p: &ProcessEntry,
+    th: &ThreadEntry,
+    room: ProgramRoom,
+) -> Result<()> {
+    if th.seccomp.is_none() {
+        return Ok(());
+    }
+    let (mode, filters) = chain(p, th);
+    let shared = common_prefix(p).min(filters.len());
+    install_filters(t, p.pid, &filters[shared..], room, 0)?;
+    if mode == 1 {
+        strict(t)?;
     }
     Ok(())
 }

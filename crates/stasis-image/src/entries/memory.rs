@@ -18,6 +18,10 @@ pub enum VmaKind {
     Vvar,
     VvarVclock,
     Vsyscall,
+    /// An AIO completion ring (io_setup): shows as `/[aio] (deleted)`. Restore makes a new
+    /// ring with io_setup, brings its head and tail to the saved ones and moves it to the
+    /// saved address (the ring's address is the context id the process uses). Since 1.5.
+    Aio,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +61,22 @@ pub struct VmaEntry {
     /// Guard pages (MADV_GUARD_INSTALL) inside the VMA: reinstalled, never read.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub guards: Vec<(u64, u64)>,
+    /// For an AIO ring ([`VmaKind::Aio`]): what io_setup needs to make it again, and its
+    /// bytes. Since 1.5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aio: Option<AioRingEntry>,
+}
+
+/// An AIO completion ring as the process saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AioRingEntry {
+    /// The nr_events to pass to io_setup so that the kernel makes a ring of this size (the
+    /// kernel rounds what the process asked for up to whole pages; see
+    /// `stasis::kinds::memory::aio_nr_req`).
+    pub nr_req: u32,
+    /// The ring: header (id, nr, head, tail, magic, features, header length) and events.
+    #[serde(with = "serde_bytes")]
+    pub ring: Vec<u8>,
 }
 
 /// A SysV shared memory segment (shmget) as its IPC namespace knows it.

@@ -15,9 +15,9 @@ pub use file::{
     LockEntry, OwnerEntry,
 };
 pub use inventory::InventoryEntry;
-pub use memory::{PageIndexEntry, PageRun, SysvShmEntry, VmaEntry, VmaKind};
+pub use memory::{AioRingEntry, PageIndexEntry, PageRun, SysvShmEntry, VmaEntry, VmaKind};
 pub use process::{
     CapsEntry, CredsEntry, MmEntry, ProcessEntry, RlimitEntry, SchedEntry, SeccompFilterEntry,
 };
 pub use signal::{ItimerEntry, PosixTimerEntry, SigactionEntry, SiginfoEntry};
-pub use thread::{AltStackEntry, RegsEntry, RseqEntry, ThreadEntry};
+pub use thread::{AltStackEntry, RegsEntry, RseqEntry, ThreadEntry, ThreadSeccompEntry};

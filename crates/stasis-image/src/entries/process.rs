@@ -83,6 +83,12 @@ pub struct ProcessEntry {
     /// (a removed directory: a `ghost` entry).
     #[serde(default)]
     pub cwd_file: Option<u32>,
+    /// The working directory is /proc/N of a process N that has exited since it went there
+    /// (an unhashed /proc entry: getcwd fails with ENOENT, the link reads "/proc/N
+    /// (deleted)"). Restore enters /proc/N of a helper process with that PID, then ends the
+    /// helper. Since 1.5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd_dead_pid: Option<i32>,
     /// membarrier registrations (MEMBARRIER_CMD_GET_REGISTRATIONS: the REGISTER_* commands
     /// the process made).
     #[serde(default)]

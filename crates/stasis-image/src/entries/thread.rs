@@ -1,7 +1,7 @@
 //! One thread: registers, extended CPU state, signal mask and queue, per-thread kernel
 //! registrations (rseq, robust futex list, clear_child_tid, sigaltstack).
 
-use crate::entries::{CredsEntry, SchedEntry, SiginfoEntry};
+use crate::entries::{CredsEntry, SchedEntry, SeccompFilterEntry, SiginfoEntry};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +33,20 @@ pub struct ThreadEntry {
     /// by one).
     #[serde(default)]
     pub cgroups: Option<Vec<crate::entries::CgroupMemberEntry>>,
+    /// The thread's own seccomp state, when it differs from the process's (the leader's):
+    /// filters installed without SECCOMP_FILTER_FLAG_TSYNC reach one thread only. None: the
+    /// process's. Since 1.5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<ThreadSeccompEntry>,
+}
+
+/// One thread's seccomp state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadSeccompEntry {
+    /// 0 none, 1 strict, 2 filter.
+    pub mode: u32,
+    /// Its filters, oldest first.
+    pub filters: Vec<SeccompFilterEntry>,
 }
 
 /// x86_64 `user_regs_struct`, field by field.

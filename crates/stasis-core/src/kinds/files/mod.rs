@@ -944,6 +944,16 @@ pub fn read_all_at(fd: &OwnedFd) -> std::io::Result<Vec<u8>> {
     }
 }
 
+/// The PID N of a working directory that is /proc/N of an exited process (what
+/// /proc/PID/cwd reads then: "/proc/N (deleted)").
+pub fn dead_proc_dir(cwd: &str) -> Option<i32> {
+    let n = cwd.strip_prefix("/proc/")?.strip_suffix(" (deleted)")?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    n.parse().ok()
+}
+
 /// The working directory of `pid` when it was removed: saved as a ghost in `table` (shared
 /// with any fd of the same directory); returns its file id.
 pub fn dump_removed_cwd(
