@@ -16,7 +16,10 @@ fn python_computation_matches_uninterrupted_run() {
     // Reference: run to completion without stasis.
     let c0 = Case::new();
     let pf0 = c0.path("pidfile");
-    let mut ref_run = spawn(&c0, &["python3", &py, pf0.to_str().unwrap()], "out");
+    // Long enough (about 3-4 s here) that the dump after 1.2 s always lands mid-run, on a
+    // quiet machine too.
+    const ROUNDS: &str = "6000000";
+    let mut ref_run = spawn(&c0, &["python3", &py, pf0.to_str().unwrap(), ROUNDS], "out");
     assert!(wait_timeout(&mut ref_run, Duration::from_secs(120)).success());
     let reference = std::fs::read_to_string(c0.path("out")).unwrap();
     let expected = reference
@@ -28,7 +31,7 @@ fn python_computation_matches_uninterrupted_run() {
     let c = Case::new();
     let r = cycle(
         &c,
-        &["python3", &py, "{pidfile}"],
+        &["python3", &py, "{pidfile}", ROUNDS],
         CycleOpts {
             settle: Duration::from_millis(1200),
             go: None,
@@ -188,7 +191,10 @@ fn python_multiprocessing_pool_matches_uninterrupted_run() {
     let py = script("python_pool.py");
     let c0 = Case::new();
     let pf0 = c0.path("pidfile");
-    let mut ref_run = spawn(&c0, &["python3", &py, pf0.to_str().unwrap()], "out");
+    // Long enough (about 3-4 s here) that the dump after 1.2 s always lands mid-run, on a
+    // quiet machine too.
+    const ROUNDS: &str = "6000000";
+    let mut ref_run = spawn(&c0, &["python3", &py, pf0.to_str().unwrap(), ROUNDS], "out");
     assert!(wait_timeout(&mut ref_run, Duration::from_secs(120)).success());
     let reference = std::fs::read_to_string(c0.path("out")).unwrap();
     let c = Case::new();
