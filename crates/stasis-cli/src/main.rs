@@ -111,6 +111,14 @@ struct CriuArgs {
     /// Join an existing namespace on restore (net:PATH).
     #[arg(long, value_name = "NS:PATH")]
     join_ns: Vec<String>,
+    /// Resolve inotify and fanotify watches to paths at dump time: stasis always does (by
+    /// their file handles), so this changes nothing.
+    #[arg(long)]
+    force_irmap: bool,
+    /// Where CRIU searches for watched files it cannot resolve by handle: stasis resolves
+    /// them by handle, so this is accepted and not needed.
+    #[arg(long, value_name = "PATH")]
+    irmap_scan_path: Vec<PathBuf>,
 }
 
 impl CriuArgs {

@@ -113,6 +113,28 @@ pub fn inotify_add_watch(fd: RawFd, path: &str, mask: u32) -> SysResult<i32> {
     }
 }
 
+/// `fanotify_init(flags, event_f_flags)`—Make a fanotify group (needs CAP_SYS_ADMIN).
+/// See [fanotify_init(2)](https://man7.org/linux/man-pages/man2/fanotify_init.2.html).
+pub fn fanotify_init(flags: u32, event_f_flags: u32) -> SysResult<OwnedFd> {
+    // SAFETY: plain integer arguments.
+    let r = unsafe { libc::fanotify_init(flags, event_f_flags) };
+    owned(r)
+}
+
+/// `fanotify_mark(fd, flags, mask, AT_FDCWD, path)`—Add, change or remove a mark on the
+/// file `path`, or on its mount or filesystem (FAN_MARK_MOUNT, FAN_MARK_FILESYSTEM).
+/// See [fanotify_mark(2)](https://man7.org/linux/man-pages/man2/fanotify_mark.2.html).
+pub fn fanotify_mark(fd: RawFd, flags: u32, mask: u64, path: &str) -> SysResult<()> {
+    let c = std::ffi::CString::new(path).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    let r = unsafe { libc::fanotify_mark(fd, flags, mask, libc::AT_FDCWD, c.as_ptr()) };
+    if r < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(())
+    }
+}
+
 /// `flock(fd, op)`—Take a whole-file lock on an open file description (op: LOCK_SH or
 /// LOCK_EX, with LOCK_NB).
 /// See [flock(2)](https://man7.org/linux/man-pages/man2/flock.2.html).

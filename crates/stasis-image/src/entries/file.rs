@@ -43,7 +43,7 @@ pub struct OwnerEntry {
 /// One file lock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockEntry {
-    /// "flock", "posix" or "ofd".
+    /// "flock", "posix", "ofd" or "lease".
     pub kind: String,
     pub write: bool,
     /// Owner of a POSIX lock.
@@ -53,6 +53,11 @@ pub struct LockEntry {
     /// Last byte, None for "to the end of the file".
     #[serde(default)]
     pub end: Option<u64>,
+    /// A lease being broken at dump time (a conflicting open is waiting or was refused): the
+    /// type it is being broken to, "read" or "unlock" (`write` is then unknown: the lease
+    /// had the strongest type its open mode allows).
+    #[serde(default)]
+    pub breaking_to: Option<String>,
 }
 
 /// Fd-type ids are part of the format: tags never change.
@@ -171,6 +176,13 @@ pub enum FileKindEntry {
     Epoll { items: Vec<EpollItemEntry> },
     /// An inotify instance and its watches (by path, in wd order).
     Inotify { watches: Vec<InotifyWatchEntry> },
+    /// A fanotify group: its fanotify_init flags, the open flags of the event files it hands
+    /// out, and its marks (inodes, mounts and filesystems, by path).
+    Fanotify {
+        flags: u32,
+        event_flags: u32,
+        marks: Vec<FanotifyMarkEntry>,
+    },
     /// An AF_UNIX socket: kind, state, bound name, peer (by socket inode) and the data queued
     /// for it to read, which restore sends again from its peer.
     UnixSocket {
@@ -257,6 +269,7 @@ impl FileKindEntry {
         "pidfd",
         "ghost",
         "namespace",
+        "fanotify",
     ];
 
     /// The entry's tag in the image ("type"), which says which kind rebuilds it.
@@ -280,6 +293,7 @@ impl FileKindEntry {
             Self::Pidfd { .. } => "pidfd",
             Self::Ghost { .. } => "ghost",
             Self::Namespace { .. } => "namespace",
+            Self::Fanotify { .. } => "fanotify",
         }
     }
 
@@ -319,6 +333,9 @@ impl FileKindEntry {
             Self::Signalfd { mask } => format!("signalfd (mask {mask:#x})"),
             Self::Epoll { items } => format!("epoll ({} registrations)", items.len()),
             Self::Inotify { watches } => format!("inotify ({} watches)", watches.len()),
+            Self::Fanotify { flags, marks, .. } => {
+                format!("fanotify (flags {flags:#x}, {} marks)", marks.len())
+            }
             Self::UnixSocket {
                 ino,
                 state,
@@ -380,6 +397,24 @@ pub struct InotifyWatchEntry {
     pub mask: u32,
     /// The watched file or directory, resolved from its file handle at dump time.
     pub path: String,
+    /// The watched file was deleted (and is held open by a process of the tree): the inode of
+    /// the deleted file of the image that restore recreates and watches instead of `path`.
+    #[serde(default)]
+    pub deleted_ino: Option<u64>,
+}
+
+/// One fanotify mark.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FanotifyMarkEntry {
+    /// What is marked: "inode", "mount" or "filesystem".
+    pub target: String,
+    /// The marked file, or a path on the marked mount or filesystem.
+    pub path: String,
+    /// The mark flags fdinfo shows (FAN_MARK_IGNORED_SURV_MODIFY, FAN_MARK_EVICTABLE,
+    /// FAN_MARK_IGNORE).
+    pub mflags: u32,
+    pub mask: u64,
+    pub ignored_mask: u64,
 }
 
 /// Raw bytes kept in a `blob-N` file of the image.
@@ -500,6 +535,17 @@ mod tests {
                 fd: Some(0),
             },
             FileKindEntry::Pidfd { pid: 1, ino: 2 },
+            FileKindEntry::Fanotify {
+                flags: 0x12,
+                event_flags: 0x8000,
+                marks: vec![FanotifyMarkEntry {
+                    target: "mount".into(),
+                    path: "/tmp".into(),
+                    mflags: 0x40,
+                    mask: 0x4000_0038,
+                    ignored_mask: 3,
+                }],
+            },
             FileKindEntry::Namespace {
                 ns: "net".into(),
                 ino: 4,

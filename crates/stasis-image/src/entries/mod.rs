@@ -11,8 +11,8 @@ pub mod thread;
 
 pub use cgroup::{CgroupDirEntry, CgroupMemberEntry, CgroupPropEntry, CgroupsEntry};
 pub use file::{
-    BlobRef, EpollItemEntry, FdEntry, FileEntry, FileKindEntry, FilesEntry, InotifyWatchEntry,
-    LockEntry, OwnerEntry,
+    BlobRef, EpollItemEntry, FanotifyMarkEntry, FdEntry, FileEntry, FileKindEntry, FilesEntry,
+    InotifyWatchEntry, LockEntry, OwnerEntry,
 };
 pub use inventory::InventoryEntry;
 pub use memory::{AioRingEntry, PageIndexEntry, PageRun, SysvShmEntry, VmaEntry, VmaKind};

@@ -12,6 +12,7 @@ pub mod deleted;
 pub mod epoll;
 pub mod eventfd;
 pub mod external;
+pub mod fanotify;
 pub mod fifo;
 pub mod ghost;
 pub mod inotify;
@@ -53,6 +54,7 @@ pub static KINDS: &[&dyn FileKind] = &[
     &signalfd::Signalfd,
     &epoll::Epoll,
     &inotify::Inotify,
+    &fanotify::Fanotify,
     &tcp::Tcp,
     &unix::Unix,
     &pidfd::Pidfd,
@@ -821,8 +823,9 @@ fn set_owner(t: &mut PtraceTracee, s: Scratch, fd: i32, o: &OwnerEntry) -> Resul
     set.map(drop)
 }
 
-/// Inside process `p`, once its fds are in place: the flock and OFD locks of the descriptions
-/// it took them on (the lock's owner; else the first process holding the description).
+/// Inside process `p`, once its fds are in place: the flock and OFD locks and the leases of
+/// the descriptions it took them on (the lock's owner, a lease's setter; else the first
+/// process holding the description).
 pub fn take_description_locks(
     t: &mut PtraceTracee,
     s: Scratch,
@@ -862,6 +865,27 @@ pub fn take_description_locks(
             step: "taking its flock/OFD locks (someone else may hold a conflicting one now)",
             source,
         })?;
+        let signum = f.owner.map_or(0, |o| o.signum);
+        for l in mine.iter().filter(|l| l.kind == "lease") {
+            lock::take_lease(t, s, fd.fd, f.flags as i32 & libc::O_ACCMODE, signum, l).map_err(
+                |source| FilesError::Placed {
+                    pid: p.pid,
+                    fd: fd.fd,
+                    step: "setting its lease (the file may be open elsewhere now)",
+                    source,
+                },
+            )?;
+            // Breaking a lease again made this process the owner for the moment (and
+            // setting one may make the setter the owner): the saved owner again.
+            if let Some(o) = &f.owner {
+                set_owner(t, s, fd.fd, o).map_err(|source| FilesError::Placed {
+                    pid: p.pid,
+                    fd: fd.fd,
+                    step: "setting its owner again after its lease",
+                    source,
+                })?;
+            }
+        }
     }
     Ok(())
 }
