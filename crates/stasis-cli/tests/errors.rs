@@ -711,3 +711,44 @@ fn pending_sigtrap_is_refused_and_kept() {
     let st = wait_timeout(&mut child, Duration::from_secs(20));
     assert_eq!(st.code(), Some(7), "the pending SIGTRAP was lost");
 }
+
+/// Time namespaces stasis cannot save are refused by name, and the processes run on: a
+/// process in a time namespace of its own, alone or below its parent (zdtm timens_nested,
+/// timens_for_kids).
+#[test]
+fn time_namespaces_of_their_own_are_refused() {
+    let _g = serial();
+    // `unshare --time CMD` unshares, then the exec enters the new namespace; with --fork the
+    // child is in it and unshare itself is not.
+    for (args, what) in [
+        (&["--time", "sleep", "30"][..], "time namespace"),
+        (&["--time", "--fork", "sleep", "30"][..], "time namespace"),
+    ] {
+        let c = Case::new();
+        let mut child = std::process::Command::new("unshare")
+            .args(args)
+            .spawn()
+            .expect("unshare (util-linux) runs");
+        let pid = child.id() as i32;
+        std::thread::sleep(Duration::from_millis(300));
+        let o = run_stasis(&[
+            "dump",
+            "--pid",
+            &pid.to_string(),
+            "--dir",
+            c.image().to_str().unwrap(),
+            "--kill",
+        ]);
+        assert!(!o.status.success(), "{args:?}: the dump succeeded");
+        assert!(
+            o.stderr.contains(what) && o.stderr.contains("time:["),
+            "{}",
+            o.stderr
+        );
+        assert!(!c.image().exists());
+        no_leftovers(&c.image());
+        assert!(alive(pid), "{args:?}: the process did not run on");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}

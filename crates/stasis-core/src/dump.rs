@@ -105,8 +105,10 @@ pub enum DumpError {
     },
     #[error("pid {pid} thread {tid} has a SIGTRAP pending: it cannot be told apart from the traps of the tracer, so it cannot be saved; let the process take it, then dump again")]
     PendingTrap { pid: i32, tid: i32 },
-    #[error("pid {pid} made a time namespace for its children ({ns}) that none of them has entered yet: stasis cannot save it")]
+    #[error("pid {pid} made a time namespace for its children ({ns}): stasis cannot save time namespaces other than the one it dumps from")]
     TimensForChildren { pid: i32, ns: String },
+    #[error("pid {pid} is in a time namespace of its own ({ns}): stasis cannot save its clock offsets; dump it from inside that namespace (as stasis run does)")]
+    TimensOwn { pid: i32, ns: String },
     #[error("pid {pid}: the image is durable but killing the process failed")]
     Kill {
         pid: i32,
@@ -624,6 +626,15 @@ fn refuse_unsavable(
         return Err(DumpError::PendingTrap { pid, tid: pid });
     }
     let ns = |n: &str| std::fs::read_link(format!("/proc/{pid}/ns/{n}")).ok();
+    let ours = std::fs::read_link("/proc/self/ns/time").ok();
+    if let (Some(theirs), Some(ours)) = (ns("time"), ours) {
+        if theirs != ours {
+            return Err(DumpError::TimensOwn {
+                pid,
+                ns: theirs.to_string_lossy().into_owned(),
+            });
+        }
+    }
     if let (Some(own), Some(kids)) = (ns("time"), ns("time_for_children")) {
         if own != kids {
             return Err(DumpError::TimensForChildren {
