@@ -1155,3 +1155,17 @@ fn cgroups_are_made_again_and_joined() {
         assert!(after.contains(&format!("ok {check}")), "{check}: {after}");
     }
 }
+
+/// Internet sockets not bound yet come back as such and can be used (zdtm unbound_sock).
+#[test]
+fn unbound_internet_sockets() {
+    let _g = serial();
+    let r = workload("inet_unbound", &[]);
+    for check in ["tcp", "udp", "tcp6", "tcp-usable"] {
+        assert!(
+            r.after.contains(&format!("ok {check}")),
+            "{check}: {}",
+            r.after
+        );
+    }
+}

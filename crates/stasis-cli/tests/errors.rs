@@ -151,6 +151,7 @@ fn unsupported_fd_fails_cleanly_naming_the_fd() {
     let script = format!(
         "import socket, os, time, signal, sys\n\
          s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.bind(('127.0.0.1', 0))\n\
          fd = s.fileno()\n\
          signal.signal(signal.SIGUSR2, lambda *a: sys.exit(7))\n\
          open('{pf}.tmp', 'w').write(f'{{os.getpid()}}\\n'); os.rename('{pf}.tmp', '{pf}')\n\

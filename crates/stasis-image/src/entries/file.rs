@@ -234,6 +234,9 @@ pub enum FileKindEntry {
     /// A pidfd: the process it names (-1: exited and reaped) and its pidfs inode, the same
     /// for every pidfd of one process.
     Pidfd { pid: i32, ino: u64 },
+    /// An internet socket neither bound nor connected: its family (AF_INET, AF_INET6) and
+    /// type (SOCK_STREAM, SOCK_DGRAM).
+    InetUnbound { family: i32, sock_type: i32 },
     /// A namespace file (/proc/PID/ns/TYPE): its type and inode.
     Namespace { ns: String, ino: u64 },
     /// Something outside the dumped tree (a terminal, a pipe or socket of the parent shell):
@@ -270,6 +273,7 @@ impl FileKindEntry {
         "ghost",
         "namespace",
         "fanotify",
+        "inet-unbound",
     ];
 
     /// The entry's tag in the image ("type"), which says which kind rebuilds it.
@@ -293,6 +297,7 @@ impl FileKindEntry {
             Self::Pidfd { .. } => "pidfd",
             Self::Ghost { .. } => "ghost",
             Self::Namespace { .. } => "namespace",
+            Self::InetUnbound { .. } => "inet-unbound",
             Self::Fanotify { .. } => "fanotify",
         }
     }
@@ -367,6 +372,11 @@ impl FileKindEntry {
                 format!("{path} (deleted {what}, made again on restore)")
             }
             Self::Namespace { ns, ino } => format!("{ns}:[{ino}] (namespace)"),
+            Self::InetUnbound { family, sock_type } => format!(
+                "{} {} socket, not bound yet",
+                if *family == 10 { "IPv6" } else { "IPv4" },
+                if *sock_type == 2 { "UDP" } else { "TCP" }
+            ),
             Self::Pidfd { pid, .. } if *pid > 0 => format!("pidfd of pid {pid}"),
             Self::Pidfd { .. } => "pidfd of a process that exited".into(),
             Self::External { what, .. } => {
@@ -549,6 +559,10 @@ mod tests {
             FileKindEntry::Namespace {
                 ns: "net".into(),
                 ino: 4,
+            },
+            FileKindEntry::InetUnbound {
+                family: 2,
+                sock_type: 1,
             },
             FileKindEntry::Ghost {
                 path: "/d".into(),

@@ -15,6 +15,7 @@ pub mod external;
 pub mod fanotify;
 pub mod fifo;
 pub mod ghost;
+pub mod inet;
 pub mod inotify;
 pub mod lock;
 pub mod memfd;
@@ -56,6 +57,7 @@ pub static KINDS: &[&dyn FileKind] = &[
     &inotify::Inotify,
     &fanotify::Fanotify,
     &tcp::Tcp,
+    &inet::Unbound,
     &unix::Unix,
     &pidfd::Pidfd,
     &nsfs::Nsfs,
