@@ -266,7 +266,19 @@ fn dump(a: DumpArgs) -> Result<ExitCode> {
             _ => None,
         },
     })
-    .with_context(|| format!("dump of pid {} failed; the process was left running", a.pid))?;
+    .map_err(|e| {
+        // "Left running" only where there is a process to leave.
+        let gone = matches!(
+            e,
+            stasis::DumpError::Process(stasis::kinds::process::ProcessError::NoSuchProcess { .. })
+        );
+        let what = if gone {
+            format!("nothing to dump at pid {}", a.pid)
+        } else {
+            format!("dump of pid {} failed; the process was left running", a.pid)
+        };
+        anyhow::Error::new(e).context(what)
+    })?;
     if a.json {
         println!("{}", serde_json::to_string(&r)?);
     } else {

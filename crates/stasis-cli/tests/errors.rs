@@ -161,7 +161,9 @@ fn unsupported_fd_fails_cleanly_naming_the_fd() {
     );
     let (mut child, pid, fd, o) = refused_python_dump(&c, &script);
     assert!(
-        o.stderr.contains(&format!("pid {pid} fd {fd}: socket:["))
+        o.stderr.contains(&format!(
+            "pid {pid} fd {fd}: a UDP socket bound to 127.0.0.1:"
+        )) && o.stderr.contains("(socket:[")
             && o.stderr.contains("cannot be saved"),
         "{}",
         o.stderr
@@ -226,7 +228,9 @@ fn restore_refuses_a_taken_pid() {
     let o = run_stasis(&["restore", "--dir", c.image().to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        o.stderr.contains(&format!("pid {pid} is taken")),
+        o.stderr.contains(&format!("pid {pid} is taken"))
+            && o.stderr
+                .contains("the dumped process still runs, or this image was restored already"),
         "{}",
         o.stderr
     );
@@ -393,13 +397,25 @@ fn not_an_image_is_refused() {
     let o = run_stasis(&["restore", "--dir", c.dir.path().to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        o.stderr.contains("inventory: missing from the image"),
+        o.stderr
+            .contains("is not a stasis image: it has no inventory"),
         "{}",
         o.stderr
     );
-    let o = run_stasis(&["show", c.path("nope").to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(o.stderr.contains("nope"), "{}", o.stderr);
+    for cmd in ["show", "restore"] {
+        let nope = c.path("nope");
+        let o = if cmd == "show" {
+            run_stasis(&["show", nope.to_str().unwrap()])
+        } else {
+            run_stasis(&["restore", "--dir", nope.to_str().unwrap()])
+        };
+        assert_eq!(o.status.code(), Some(1));
+        assert!(
+            o.stderr.contains("nope: no such image directory"),
+            "{cmd}: {}",
+            o.stderr
+        );
+    }
 }
 
 #[test]
@@ -752,4 +768,50 @@ fn time_namespaces_of_their_own_are_refused() {
         let _ = child.kill();
         let _ = child.wait();
     }
+}
+
+/// Errors that used to mislead: a pid that does not exist is not "left running", and a --dir
+/// that is a regular file is not "not empty".
+#[test]
+fn unknown_pid_and_a_file_as_dir_are_named_for_what_they_are() {
+    let _g = serial();
+    let c = Case::new();
+    let o = run_stasis(&[
+        "dump",
+        "--pid",
+        "999999",
+        "--dir",
+        c.image().to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        o.stderr.contains("nothing to dump at pid 999999")
+            && o.stderr.contains("no process with pid 999999")
+            && !o.stderr.contains("left running"),
+        "{}",
+        o.stderr
+    );
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let file = c.path("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let o = run_stasis(&[
+        "dump",
+        "--pid",
+        &sleeper.id().to_string(),
+        "--dir",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        o.stderr.contains("is a file, not a directory"),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"x");
+    assert!(alive(sleeper.id() as i32));
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
 }

@@ -60,8 +60,8 @@ pub enum RestoreError {
     Arch { arch: String, here: String },
     #[error("pid {pid} in the image has parent {ppid}, which the image does not hold")]
     Orphan { pid: i32, ppid: i32 },
-    #[error("pid {pid} is taken by another process, so the image cannot be restored with its pid; stop that process, or restore into a fresh PID namespace with --pid-ns")]
-    PidTaken { pid: i32 },
+    #[error("pid {pid} is taken by {holder}, so the image cannot be restored with its pid; stop that process, or restore into a fresh PID namespace with --pid-ns")]
+    PidTaken { pid: i32, holder: String },
     #[error("cannot create a process with pid {pid} (clone3 with set_tid needs root or CAP_CHECKPOINT_RESTORE)")]
     Clone {
         pid: i32,
@@ -113,6 +113,24 @@ pub enum RestoreError {
 }
 
 type Result<T, E = RestoreError> = std::result::Result<T, E>;
+
+impl RestoreError {
+    /// `pid` is taken: say by what, and whether that looks like the image's own process,
+    /// restored already (`comm`: the image's name for it).
+    fn pid_taken(pid: i32, comm: Option<&str>) -> RestoreError {
+        let now = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|c| c.trim_end().to_string())
+            .ok();
+        let holder = match (now, comm) {
+            (Some(n), Some(c)) if n == c => format!(
+                "a process named {n:?} as in the image: the dumped process still runs, or this image was restored already"
+            ),
+            (Some(n), _) => format!("another process ({n:?})"),
+            (None, _) => "a process that is exiting (try again in a moment)".into(),
+        };
+        RestoreError::PidTaken { pid, holder }
+    }
+}
 
 /// Files the restorer opened for the skeletons, parked at fd numbers >= `base` (above every fd
 /// number of every process) that every skeleton inherits: the root from the restorer, the
@@ -451,7 +469,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     let child = match clone::clone_with_pid(Pid::from_raw(root.pid)) {
         Ok(Forked::Child) => clone::child_park(ready_w.as_raw_fd()),
         Ok(Forked::Parent(c)) => c,
-        Err(Errno::EEXIST) => return Err(RestoreError::PidTaken { pid: root.pid }),
+        Err(Errno::EEXIST) => return Err(RestoreError::pid_taken(root.pid, Some(&root.comm))),
         Err(source) => {
             return Err(RestoreError::Clone {
                 pid: root.pid,
@@ -1046,7 +1064,7 @@ fn fork_child_all(t: &mut PtraceTracee, s: Scratch, pid: i32, files: bool) -> Re
         [s.addr, (args.len() * 8) as u64, 0, 0, 0, 0],
     )?;
     if r == -(libc::EEXIST as i64) {
-        return Err(RestoreError::PidTaken { pid });
+        return Err(RestoreError::pid_taken(pid, None));
     }
     if r < 0 {
         return Err(RestoreError::Clone {
@@ -1421,7 +1439,7 @@ fn rebuild(
             TraceeError::Syscall {
                 source: Errno::EEXIST,
                 ..
-            } => RestoreError::PidTaken { pid: th.tid },
+            } => RestoreError::pid_taken(th.tid, None),
             e => e.into(),
         })?;
         threads.push(tid);

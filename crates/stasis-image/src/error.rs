@@ -51,6 +51,10 @@ pub enum ImageError {
     Trailing { path: PathBuf, offset: u64 },
     #[error("{path}: missing from the image")]
     Missing { path: PathBuf },
+    #[error("{path}: no such image directory (check the path; `stasis dump --dir` makes one)")]
+    NoImage { path: PathBuf },
+    #[error("{path} is not a stasis image: it has no inventory (an image directory holds inventory, files, process-* and pages-* files)")]
+    NotAnImage { path: PathBuf },
     #[error("cannot encode a record for {path}: {reason}")]
     Encode { path: PathBuf, reason: String },
 }

@@ -298,7 +298,12 @@ impl Image {
     /// Load every record of the image in `dir`, verifying each.
     pub fn open(dir: &Path) -> Result<Image, ImageError> {
         if !dir.is_dir() {
-            return Err(ImageError::Missing {
+            return Err(ImageError::NoImage {
+                path: dir.to_path_buf(),
+            });
+        }
+        if !dir.join(Self::INVENTORY).exists() {
+            return Err(ImageError::NotAnImage {
                 path: dir.to_path_buf(),
             });
         }

@@ -10,6 +10,8 @@ pub enum StoreError {
         "image directory {path} already exists and is not empty; choose another --dir or remove it"
     )]
     Exists { path: PathBuf },
+    #[error("{path} is a file, not a directory; --dir names the directory the image goes into (it must not exist, or be empty)")]
+    NotADirectory { path: PathBuf },
     #[error("cannot {op} {path}")]
     Io {
         op: &'static str,
@@ -139,7 +141,7 @@ impl Store for LocalStore {
                 });
             }
         } else if target.exists() {
-            return Err(StoreError::Exists {
+            return Err(StoreError::NotADirectory {
                 path: target.to_path_buf(),
             });
         }

@@ -47,9 +47,12 @@ pub fn dump(cx: &mut DumpFd, table: &[UnixSock]) -> Result<FileKindEntry, FilesE
         why,
     };
     let Some(s) = table.iter().find(|s| s.ino == ino) else {
-        return Err(unsupported(
-            "it is neither an AF_UNIX nor a TCP socket (UDP, raw, netlink and packet sockets cannot be saved)",
-        ));
+        return Err(FilesError::Unsupported {
+            pid: cx.pid,
+            fd: cx.fd,
+            kind: describe_socket(cx),
+            why: "stasis saves unix sockets, TCP sockets and unbound internet sockets only",
+        });
     };
     if s.state == LISTEN && s.rqlen > 0 {
         return Err(unsupported(
@@ -103,6 +106,41 @@ pub fn dump(cx: &mut DumpFd, table: &[UnixSock]) -> Result<FileKindEntry, FilesE
         queue,
         messages,
     })
+}
+
+/// A socket in user terms, for an error: "a UDP socket bound to 127.0.0.1:5353
+/// (socket:[123])", "a netlink socket (socket:[9])".
+fn describe_socket(cx: &DumpFd) -> String {
+    use nix::sys::socket::{
+        getsockname, getsockopt, sockopt, AddressFamily, SockType, SockaddrLike, SockaddrStorage,
+    };
+    let fd = std::os::fd::AsRawFd::as_raw_fd(cx.stolen);
+    let ty = getsockopt(cx.stolen, sockopt::SockType).ok();
+    let addr: Option<SockaddrStorage> = getsockname(fd).ok();
+    let family = addr.as_ref().and_then(|a| a.family());
+    let what = match (family, ty) {
+        (Some(AddressFamily::Inet | AddressFamily::Inet6), Some(SockType::Datagram)) => {
+            "a UDP socket"
+        }
+        (Some(AddressFamily::Inet | AddressFamily::Inet6), Some(SockType::Raw)) => {
+            "a raw IP socket"
+        }
+        (Some(AddressFamily::Inet | AddressFamily::Inet6), _) => "an internet socket",
+        (Some(AddressFamily::Netlink), _) => "a netlink socket",
+        (Some(AddressFamily::Packet), _) => "a packet socket",
+        (Some(f), _) => return format!("a socket of family {f:?} ({})", cx.link),
+        (None, _) => "a socket",
+    };
+    let at = addr
+        .as_ref()
+        .and_then(|a| {
+            a.as_sockaddr_in()
+                .map(|s| s.to_string())
+                .or_else(|| a.as_sockaddr_in6().map(|s| s.to_string()))
+        })
+        .map(|a| format!(" bound to {a}"))
+        .unwrap_or_default();
+    format!("{what}{at} ({})", cx.link)
 }
 
 fn sockaddr(name: &[u8]) -> (libc::sockaddr_un, libc::socklen_t) {
