@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod human;
 mod run;
 
 #[derive(Parser)]
@@ -191,12 +192,14 @@ struct RestoreArgs {
 struct ShowArgs {
     /// The image directory.
     dir: PathBuf,
+    /// Print the whole image as JSON (every record, durations in seconds).
     #[arg(long)]
     json: bool,
 }
 
 #[derive(clap::Args)]
 struct CheckArgs {
+    /// Print the probes as JSON.
     #[arg(long)]
     json: bool,
 }
@@ -248,7 +251,60 @@ fn ms(d: std::time::Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// A progress line on a terminal while pages are copied: bytes so far and the rate.
+struct Progress {
+    bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    shown: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Progress {
+    fn start(what: String, on_terminal: bool) -> Progress {
+        use std::sync::atomic::Ordering;
+        let bytes = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let shown = on_terminal.then(|| {
+            let (bytes, stop) = (bytes.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let bar = indicatif::ProgressBar::new_spinner();
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{spinner} {msg}: {bytes} copied ({bytes_per_sec}), {elapsed}",
+                    )
+                    .expect("a valid template"),
+                );
+                bar.set_message(what);
+                while !stop.load(Ordering::Relaxed) {
+                    bar.set_position(bytes.load(Ordering::Relaxed));
+                    bar.tick();
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                bar.finish_and_clear();
+            })
+        });
+        Progress { bytes, stop, shown }
+    }
+
+    fn done(mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.shown.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 fn dump(a: DumpArgs) -> Result<ExitCode> {
+    use std::io::IsTerminal;
+    let cgroups = match a.criu.cgroup_mode()? {
+        Some(m) if m != stasis::kinds::cgroups::Mode::Ignore => {
+            Some(stasis::kinds::cgroups::Roots::parse(&a.criu.cgroup_root))
+        }
+        _ => None,
+    };
+    let progress = Progress::start(
+        format!("dumping pid {}", a.pid),
+        !a.json && std::io::stderr().is_terminal(),
+    );
     let r = stasis::dump(&stasis::DumpOptions {
         pid: a.pid,
         dir: a.dir.clone(),
@@ -259,14 +315,11 @@ fn dump(a: DumpArgs) -> Result<ExitCode> {
         ghost_limit: (a.criu.ghost_limit > 0).then_some(a.criu.ghost_limit),
         file_locks: a.criu.file_locks,
         link_remap: a.criu.link_remap,
-        cgroups: match a.criu.cgroup_mode()? {
-            Some(m) if m != stasis::kinds::cgroups::Mode::Ignore => {
-                Some(stasis::kinds::cgroups::Roots::parse(&a.criu.cgroup_root))
-            }
-            _ => None,
-        },
-    })
-    .map_err(|e| {
+        progress: Some(progress.bytes.clone()),
+        cgroups,
+    });
+    progress.done();
+    let r = r.map_err(|e| {
         // "Left running" only where there is a process to leave.
         let gone = matches!(
             e,
@@ -279,6 +332,7 @@ fn dump(a: DumpArgs) -> Result<ExitCode> {
         };
         anyhow::Error::new(e).context(what)
     })?;
+
     if a.json {
         println!("{}", serde_json::to_string(&r)?);
     } else {
@@ -435,7 +489,7 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
         inv.stasis_version,
         inv.arch,
         inv.kernel,
-        inv.created_unix
+        human::date(inv.created_unix)
     );
     for (p, pm) in img.processes.iter().zip(&img.pagemaps) {
         println!(
@@ -505,10 +559,10 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
             let f = img.files.files.iter().find(|f| f.id == fd.file_id);
             let what = f.map_or_else(|| "?".into(), |f| f.kind.describe());
             println!(
-                "    {:>4} {:<40} flags {:o} pos {}{}",
+                "    {:>4} {:<40} {} pos {}{}",
                 fd.fd,
                 what,
-                f.map_or(0, |f| f.flags),
+                human::open_flags(f.map_or(0, |f| f.flags)),
                 f.map_or(0, |f| f.pos),
                 if fd.cloexec { " cloexec" } else { "" }
             );

@@ -51,6 +51,8 @@ pub struct DumpOptions {
     /// Save the tree's cgroups (`--manage-cgroups`), their paths taken from these roots
     /// (`--cgroup-root [CTRL:]PATH`).
     pub cgroups: Option<crate::kinds::cgroups::Roots>,
+    /// Counts the page bytes copied so far, for a caller that shows progress.
+    pub progress: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// What a dump did.
@@ -64,7 +66,9 @@ pub struct DumpReport {
     /// Bytes the pages take in the image (less than page_bytes when compressed).
     pub stored_bytes: u64,
     /// How long the process was stopped.
+    #[serde(rename = "frozen_secs", serialize_with = "crate::serialize_secs")]
     pub frozen: Duration,
+    #[serde(rename = "total_secs", serialize_with = "crate::serialize_secs")]
     pub total: Duration,
     pub killed: bool,
 }
@@ -428,10 +432,18 @@ fn write_image(
 fn wait_gone(pid: i32, limit: Duration) {
     let t = Instant::now();
     let path = format!("/proc/{pid}/stat");
+    let mut said = false;
     while t.elapsed() < limit {
         match std::fs::read_to_string(&path) {
             Err(_) => return,
             Ok(_) => std::thread::sleep(Duration::from_millis(1)),
+        }
+        if !said && t.elapsed() > Duration::from_millis(200) {
+            tracing::warn!(
+                pid,
+                "the image is durable and the process killed; waiting (up to {limit:?}) for its parent or init to reap it, so that a restore finds its pid free"
+            );
+            said = true;
         }
     }
     tracing::warn!(
@@ -831,7 +843,15 @@ fn collect(
         pages_file: Image::pages_file(pid),
         runs: Vec::new(),
     };
-    let stats = memory::dump_pages(&*t, pid, &regions, &mut writer, &mut index, opts.compress)?;
+    let stats = memory::dump_pages(
+        &*t,
+        pid,
+        &regions,
+        &mut writer,
+        &mut index,
+        opts.compress,
+        opts.progress.as_deref(),
+    )?;
     tracing::debug!(pid, pages = stats.pages, took = ?t_mem.elapsed(), "pages copied");
     // Flush the page file while the records are written; the store's final fsync of it then
     // finds nothing left to do.

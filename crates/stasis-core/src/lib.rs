@@ -31,3 +31,12 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     }
     msg
 }
+
+/// Durations in the JSON that stasis prints are seconds, as numbers, in fields named `*_secs`
+/// (the supervisor's records too): one format everywhere.
+pub fn serialize_secs<S: serde::Serializer>(
+    d: &std::time::Duration,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}

@@ -49,6 +49,7 @@ pub struct Restored {
     pub processes: usize,
     pub pages: u64,
     pub page_bytes: u64,
+    #[serde(rename = "total_secs", serialize_with = "crate::serialize_secs")]
     pub total: Duration,
 }
 

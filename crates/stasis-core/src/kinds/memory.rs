@@ -805,6 +805,7 @@ pub fn dump_pages(
     writer: &mut PagesWriter,
     index: &mut PageIndexEntry,
     compress: bool,
+    progress: Option<&std::sync::atomic::AtomicU64>,
 ) -> Result<PagesStats> {
     // Split every region into runs of at most RUN_PAGES.
     let mut runs: Vec<(u64, u64, bool)> = Vec::new();
@@ -872,6 +873,9 @@ pub fn dump_pages(
                 }
                 stats.pages += b.used as u64 / PAGE_SIZE;
                 stats.bytes += b.used as u64;
+                if let Some(p) = progress {
+                    p.fetch_add(b.used as u64, std::sync::atomic::Ordering::Relaxed);
+                }
                 // The reader may be gone after an error; then nothing needs the buffer.
                 let _ = empty_tx.send(b.buf);
             }

@@ -571,6 +571,7 @@ impl Supervisor {
             file_locks: true,
             link_remap: false,
             cgroups: None,
+            progress: None,
         };
         match stasis_sys::clone::fork() {
             Ok(stasis_sys::clone::Forked::Child) => {
