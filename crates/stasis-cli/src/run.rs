@@ -1,7 +1,7 @@
 //! `stasis run`, `stasis status` and `stasis checkpoint`: the job supervisor's commands.
 
 use anyhow::{bail, Context, Result};
-use stasis::run::{self, catalog::Catalog, IntervalPolicy, RestartPolicy};
+use stasis_run::{catalog::Catalog, IntervalPolicy, RestartPolicy};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -21,17 +21,17 @@ pub struct RunArgs {
     #[arg(long)]
     fresh: bool,
     /// Take a checkpoint this often while the job runs (e.g. 30s, 10m, 1h).
-    #[arg(long, value_parser = run::parse_duration, conflicts_with = "interval")]
+    #[arg(long, value_parser = stasis_run::parse_duration, conflicts_with = "interval")]
     every: Option<std::time::Duration>,
     /// `auto`: choose the checkpoint interval from the measured checkpoint cost and --mtbf
     /// (Daly's higher-order formula), updated as costs change.
     #[arg(long, requires = "mtbf")]
     interval: Option<String>,
     /// Mean time between failures of the machine or allocation, for --interval auto.
-    #[arg(long, value_parser = run::parse_duration)]
+    #[arg(long, value_parser = stasis_run::parse_duration)]
     mtbf: Option<std::time::Duration>,
     /// How long the final checkpoint on a preemption signal may take.
-    #[arg(long, value_parser = run::parse_duration, default_value = "60s")]
+    #[arg(long, value_parser = stasis_run::parse_duration, default_value = "60s")]
     grace: std::time::Duration,
     /// Signals that mean "preempted: checkpoint and stop" (names or numbers, comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "TERM,USR1")]
@@ -75,7 +75,7 @@ pub struct CheckpointArgs {
     /// The job's images directory.
     images: PathBuf,
     /// How long to wait for the checkpoint to be durable.
-    #[arg(long, value_parser = run::parse_duration, default_value = "10m")]
+    #[arg(long, value_parser = stasis_run::parse_duration, default_value = "10m")]
     timeout: std::time::Duration,
     #[arg(long)]
     json: bool,
@@ -111,7 +111,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         .iter()
         .map(|s| parse_signal(s))
         .collect::<Result<Vec<_>>>()?;
-    let opts = run::RunOptions {
+    let opts = stasis_run::RunOptions {
         images: a.images.clone(),
         command: a.command,
         fresh: a.fresh,
@@ -130,7 +130,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         time_ns: !a.no_time_ns,
         cgroup: !a.no_cgroup,
     };
-    let code = run::run(&opts)
+    let code = stasis_run::run(&opts)
         .with_context(|| format!("stasis run with images {} failed", a.images.display()))?;
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }
@@ -190,7 +190,7 @@ pub fn status(a: StatusArgs) -> Result<ExitCode> {
             None => println!("  interval: {}", s.interval_reason),
         }
         if let (Some(next), true) = (s.next_checkpoint_unix, supervisor.is_some()) {
-            let now = stasis::run::catalog::now_unix_f64();
+            let now = stasis_run::catalog::now_unix_f64();
             println!("  next checkpoint in {:.1} s", (next - now).max(0.0));
         }
         if let Some(c) = &s.cgroup {
@@ -255,7 +255,7 @@ fn shell_words(v: &[String]) -> String {
 }
 
 pub fn checkpoint(a: CheckpointArgs) -> Result<ExitCode> {
-    let r = run::control::request_checkpoint(&a.images, a.timeout)?;
+    let r = stasis_run::control::request_checkpoint(&a.images, a.timeout)?;
     if a.json {
         println!("{}", serde_json::to_string(&r)?);
     }

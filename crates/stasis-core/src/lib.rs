@@ -1,5 +1,6 @@
 //! The stasis engine: freeze a process, capture its state kind by kind into an image, and
-//! rebuild it from an image. See DESIGN.md §3-4 for the mechanism.
+//! rebuild it from an image. See DESIGN.md §3-4 for the mechanism. The job supervisor
+//! (`stasis run`) is built on this crate and lives in the stasis-run crate.
 
 pub mod cgroup;
 pub mod check;
@@ -10,7 +11,6 @@ pub mod freeze;
 pub mod kinds;
 pub mod pidns;
 pub mod restore;
-pub mod run;
 pub mod scratch;
 pub mod tracee;
 
@@ -20,8 +20,9 @@ pub use restore::{restore, RestoreError, RestoreOptions, Restored};
 pub use stasis_sys::clone::{default_sigpipe, forward_signals};
 
 /// An error and its sources on one line, `outer: cause: root cause` (for messages that cross
-/// a process boundary, where the error value itself cannot).
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+/// a process boundary, where the error value itself cannot: a restore run by a namespace's
+/// init, a dump run by `stasis run`'s dump worker).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut msg = e.to_string();
     let mut src = e.source();
     while let Some(s) = src {

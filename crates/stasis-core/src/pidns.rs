@@ -118,8 +118,11 @@ fn init(opts: &RestoreOptions, mut report: std::io::PipeWriter) -> ! {
 }
 
 /// Give the calling process (the first of a new PID namespace) a mount namespace of its own
-/// with a /proc of the new PID namespace, so every /proc/PID path means the namespace's PIDs.
-pub(crate) fn mount_own_proc() -> nix::Result<()> {
+/// with a /proc of the new PID namespace, so every /proc/PID path means the namespace's PIDs
+/// (so the restore and dump engines see the namespace's processes). Mounts are made
+/// private first, so nothing propagates back to the caller's namespace. For the init of a PID
+/// namespace stasis made: the `--pid-ns` restore's, and `stasis run`'s supervisor.
+pub fn mount_own_proc() -> nix::Result<()> {
     use nix::mount::{mount, MsFlags};
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
     mount(

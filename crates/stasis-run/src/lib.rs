@@ -1,4 +1,7 @@
-//! `stasis run`: supervise a job so it survives crashes, node loss and preemption.
+//! `stasis run`: supervise a job so it survives crashes, node loss and preemption. This crate
+//! is the supervisor; it drives the engine (the `stasis` library of stasis-core) to take and
+//! restore checkpoints and never traces the job itself. The CLI (`stasis run`, `stasis
+//! status`, `stasis checkpoint`) is a thin layer over it; docs/run.md is the reference.
 //!
 //! Three kinds of process:
 //! - the **front** (the `stasis run` command itself, in the caller's PID namespace): takes
@@ -9,7 +12,7 @@
 //!   where the kernel allows it, a time namespace and a cgroup for the job): starts the job or
 //!   restores it from the newest valid checkpoint, reaps, takes checkpoints on schedule, on
 //!   request (`stasis checkpoint DIR`) and on a preemption signal, restores the job after a
-//!   crash, and keeps `status.json` current (see [`init`]);
+//!   crash, and keeps `status.json` current (see [`init`]; the job's cgroups are [`cgroup`]'s);
 //! - one **dump worker** per checkpoint, forked by the init: if it is killed the job runs on
 //!   (a dump never sets PTRACE_O_EXITKILL) and the previous checkpoint stays the newest.
 //!
@@ -18,6 +21,7 @@
 //! What the directory holds and how it stays consistent is [`catalog`]'s business.
 
 pub mod catalog;
+pub mod cgroup;
 pub mod control;
 pub mod init;
 pub mod interval;

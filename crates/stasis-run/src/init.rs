@@ -6,15 +6,15 @@
 //! It must not trace the job itself: dumps run in forked workers, so a dump that is killed
 //! or crashes leaves the job running and the supervisor intact.
 
-use super::catalog::{self, Catalog, CheckpointRecord, RunStatus};
-use super::control;
-use super::interval::Scheduler;
-use super::{RestartPolicy, RunOptions, EXIT_FAILED, EXIT_PREEMPTED};
-use crate::error_chain;
+use crate::catalog::{self, Catalog, CheckpointRecord, RunStatus};
+use crate::control;
+use crate::interval::Scheduler;
+use crate::{RestartPolicy, RunOptions, EXIT_FAILED, EXIT_PREEMPTED};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
+use stasis::error_chain;
 use std::ffi::CString;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -92,7 +92,7 @@ fn clock_ns(id: nix::time::ClockId) -> Option<i128> {
 impl Supervisor {
     fn start(cx: InitCx) -> Result<Supervisor, String> {
         let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
-        crate::pidns::mount_own_proc()
+        stasis::pidns::mount_own_proc()
             .map_err(|e| format!("cannot mount /proc for the job's PID namespace: {e}"))?;
         let sched = Scheduler::new(cx.opts.interval.clone());
         let mut s = Supervisor {
@@ -206,7 +206,8 @@ impl Supervisor {
         for c in candidates {
             let name = c.name();
             self.set_state("restoring");
-            match self.in_job_cgroup(|| crate::restore(&crate::RestoreOptions::new(c.dir.clone())))
+            match self
+                .in_job_cgroup(|| stasis::restore(&stasis::RestoreOptions::new(c.dir.clone())))
             {
                 Ok(r) => {
                     tracing::info!(checkpoint = %name, pid = r.pid, "job resumed");
@@ -325,7 +326,7 @@ impl Supervisor {
 
     fn run(&mut self) -> i32 {
         let mut sfd = match SignalFd::with_flags(
-            &super::signal_mask(&self.opts),
+            &crate::signal_mask(&self.opts),
             SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
         ) {
             Ok(s) => s,
@@ -559,7 +560,7 @@ impl Supervisor {
                 return;
             }
         };
-        let opts = crate::DumpOptions {
+        let opts = stasis::DumpOptions {
             pid: job.as_raw(),
             dir,
             kill,
@@ -750,11 +751,11 @@ impl Supervisor {
 }
 
 /// A dump worker: dump the job, report through `out`, exit.
-fn worker_main(opts: crate::DumpOptions, name: String, out: OwnedFd) -> ! {
+fn worker_main(opts: stasis::DumpOptions, name: String, out: OwnedFd) -> ! {
     let _ = nix::sys::prctl::set_name(c"stasis-dump");
     let monotonic_ns = clock_ns(nix::time::ClockId::CLOCK_MONOTONIC);
     let boottime_ns = clock_ns(nix::time::ClockId::CLOCK_BOOTTIME);
-    let result = match crate::dump(&opts) {
+    let result = match stasis::dump(&opts) {
         Ok(r) => WorkerResult {
             ok: true,
             name,

@@ -15,14 +15,14 @@ pub struct Reply {
     pub ok: bool,
     /// The checkpoint taken (its directory name), when ok.
     #[serde(default)]
-    pub checkpoint: Option<super::catalog::CheckpointRecord>,
+    pub checkpoint: Option<crate::catalog::CheckpointRecord>,
     /// What went wrong, when not ok.
     #[serde(default)]
     pub error: Option<String>,
 }
 
-impl From<Result<super::catalog::CheckpointRecord, String>> for Reply {
-    fn from(r: Result<super::catalog::CheckpointRecord, String>) -> Reply {
+impl From<Result<crate::catalog::CheckpointRecord, String>> for Reply {
+    fn from(r: Result<crate::catalog::CheckpointRecord, String>) -> Reply {
         match r {
             Ok(rec) => Reply {
                 ok: true,
