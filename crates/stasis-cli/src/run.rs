@@ -66,6 +66,8 @@ pub struct RunArgs {
 pub struct StatusArgs {
     /// The job's images directory.
     images: PathBuf,
+    /// Print the job's state and checkpoints as JSON (durations in seconds, times in
+    /// seconds since the epoch).
     #[arg(long)]
     json: bool,
 }
@@ -77,6 +79,7 @@ pub struct CheckpointArgs {
     /// How long to wait for the checkpoint to be durable.
     #[arg(long, value_parser = stasis_run::parse_duration, default_value = "10m")]
     timeout: std::time::Duration,
+    /// Print the new checkpoint's record as JSON.
     #[arg(long)]
     json: bool,
 }
@@ -226,7 +229,7 @@ pub fn status(a: StatusArgs) -> Result<ExitCode> {
         match &c.record {
             Some(r) => println!(
                 "  {name}  {}  {:>9.1} MiB  dump {:.3} s  frozen {:.3} s  ({})",
-                r.created_unix,
+                crate::human::date(r.created_unix),
                 r.bytes as f64 / (1024.0 * 1024.0),
                 r.dump_secs,
                 r.frozen_secs,
