@@ -2,16 +2,14 @@
 //! the process (resume it, or kill it with `--kill` once the image is durable). Any failure
 //! before the image is durable resumes the process exactly as it was and leaves no image.
 
-use crate::freeze::{self, FreezeError, Pinned};
+use crate::freeze::{freeze_tree, kill_tree, release_all, wait_gone, FreezeError, Pinned, Seized};
 use crate::kinds::cgroups;
 use crate::kinds::files::{self, FilesError};
 use crate::kinds::memory::{self, MemoryError};
 use crate::kinds::process::{self, ProcessError};
 use crate::kinds::{signal, sysvshm, thread};
 use crate::scratch::Scratch;
-use crate::tracee::{
-    find_gadget, find_gadget_anywhere, resume_regs, PtraceTracee, Tracee, TraceeError,
-};
+use crate::tracee::{find_gadget, find_gadget_anywhere, PtraceTracee, Tracee, TraceeError};
 use stasis_image::{
     CgroupMemberEntry, CredsEntry, FileKind, FilesEntry, Image, InventoryEntry, PageIndexEntry,
     PagesWriter, SiginfoEntry, ThreadEntry, VmaKind,
@@ -99,8 +97,6 @@ pub enum DumpError {
         #[source]
         source: stasis_procfs::ParseError,
     },
-    #[error("pid {pid} is a zombie (it exited and waits for its parent to reap it): there is nothing left to dump")]
-    Zombie { pid: i32 },
     #[error("pid {pid}: cannot open a pidfd")]
     Pidfd {
         pid: i32,
@@ -113,12 +109,6 @@ pub enum DumpError {
     TimensForChildren { pid: i32, ns: String },
     #[error("pid {pid} is in a time namespace of its own ({ns}): stasis cannot save its clock offsets; dump it from inside that namespace (as stasis run does)")]
     TimensOwn { pid: i32, ns: String },
-    #[error("pid {pid}: the image is durable but killing the process failed")]
-    Kill {
-        pid: i32,
-        #[source]
-        source: stasis_sys::Errno,
-    },
 }
 
 type Result<T, E = DumpError> = std::result::Result<T, E>;
@@ -218,124 +208,6 @@ fn give_back(tree: &mut [Seized], table: &mut files::FileTable) {
     release_all(tree);
 }
 
-/// Seize every process of the tree below `root`, parents before children. A process is
-/// frozen before its children are listed, so none can escape by forking meanwhile.
-fn freeze_tree(root: Pid) -> Result<Vec<Seized>> {
-    let mut tree: Vec<Seized> = Vec::new();
-    let mut todo = vec![root];
-    let mut i = 0;
-    while i < todo.len() {
-        let pid = todo[i];
-        i += 1;
-        // One read of /proc/PID/stat gives both what the process is doing and its parent.
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|s| stasis_procfs::stat::parse_stat(&s).ok());
-        let state = stat.as_ref().map(|s| s.state);
-        let ppid = stat.as_ref().map_or(0, |s| s.ppid);
-        if state == Some('Z') && pid == root {
-            return Err(DumpError::Zombie { pid: pid.as_raw() });
-        }
-        if state == Some('Z') {
-            // A zombie cannot be seized: it is kept as its exit status.
-            tree.push(Seized::zombie(pid, ppid));
-            continue;
-        }
-        match freeze_all(pid, ppid) {
-            Ok(s) => tree.push(s),
-            // A child that exited between the /proc read and the seize (a shell's short-lived
-            // `sleep`, say): its parent is frozen, so it stays a zombie we keep as such, or,
-            // if the parent ignores SIGCHLD, it is gone and no longer part of the tree.
-            Err(e) if pid != root => match task_state(pid.as_raw(), pid.as_raw()) {
-                Some('Z') => {
-                    tree.push(Seized::zombie(pid, ppid));
-                    continue;
-                }
-                None | Some('X') => continue,
-                Some(_) => {
-                    release_all(&mut tree);
-                    return Err(e);
-                }
-            },
-            Err(e) => {
-                release_all(&mut tree);
-                return Err(e);
-            }
-        }
-        for t in list_tasks(pid.as_raw()) {
-            let kids = std::fs::read_to_string(format!("/proc/{pid}/task/{t}/children"))
-                .unwrap_or_default();
-            for k in kids.split_whitespace().filter_map(|k| k.parse().ok()) {
-                let k = Pid::from_raw(k);
-                if !todo.contains(&k) {
-                    todo.push(k);
-                }
-            }
-        }
-    }
-    Ok(tree)
-}
-
-fn release_all(tree: &mut [Seized]) {
-    for p in tree {
-        p.release(true);
-    }
-}
-
-/// Kill a dumped tree, leaves first. Parents are made to ignore SIGCHLD first so the kernel
-/// reaps each child at once (otherwise they would linger as zombies until init reaps them,
-/// and a restore right after would find their PIDs taken).
-fn kill_tree(tree: &[Seized]) -> Result<()> {
-    for p in tree.iter().filter(|p| !p.zombie) {
-        let has_children = tree.iter().any(|c| c.ppid == p.pid.as_raw());
-        if has_children {
-            let zombies: Vec<i32> = tree
-                .iter()
-                .filter(|c| c.zombie && c.ppid == p.pid.as_raw())
-                .map(|c| c.pid.as_raw())
-                .collect();
-            if let Err(e) = ignore_sigchld(p, &zombies) {
-                tracing::warn!(pid = p.pid.as_raw(), error = %e, "cannot make the process ignore SIGCHLD before killing it");
-            }
-        }
-    }
-    for p in tree.iter().rev().filter(|p| !p.zombie) {
-        ptrace::kill(p.pid, libc::SIGKILL).map_err(|source| DumpError::Kill {
-            pid: p.pid.as_raw(),
-            source,
-        })?;
-        // As their tracer we see the deaths first (threads included); the parent can reap
-        // the process only after.
-        for th in p.threads.iter().rev() {
-            let _ = ptrace::wait(th.tid, false);
-        }
-    }
-    Ok(())
-}
-
-/// rt_sigaction(SIGCHLD, {SIG_IGN}) inside a seized process that is about to be killed, and
-/// reap its `zombies` (wait4) there too; the struct goes below its stack pointer (the process
-/// never runs again).
-fn ignore_sigchld(p: &Seized, zombies: &[i32]) -> Result<(), TraceeError> {
-    let mut t = PtraceTracee::new(p.pid)?;
-    t.set_gadget(p.gadget);
-    let at = (t.base_regs().rsp - 4096) & !15;
-    t.write_mem(at, &crate::scratch::words_to_bytes(&[1, 0, 0, 0]))?;
-    t.syscall(
-        "rt_sigaction(SIGCHLD, SIG_IGN)",
-        libc::SYS_rt_sigaction,
-        [libc::SIGCHLD as u64, at, 0, 8, 0, 0],
-    )?;
-    for &z in zombies {
-        t.syscall(
-            "wait4 (zombie)",
-            libc::SYS_wait4,
-            [z as u64, 0, libc::WNOHANG as u64, 0, 0, 0],
-        )?;
-    }
-    Ok(())
-}
-
 /// A zombie's records: its identity and wait status, an empty page index and page file.
 fn write_zombie(pid: i32, dir: &std::path::Path) -> Result<()> {
     let info = process::dump(&RealProc, pid)?;
@@ -425,196 +297,6 @@ fn write_image(
     };
     stasis_image::write_record_file(dir, Image::INVENTORY, FileKind::Inventory, &inventory)?;
     Ok((total, flushes))
-}
-
-/// Wait (bounded) until `pid` no longer exists, so a restore right after cannot collide with
-/// a zombie the parent or init has not reaped yet.
-fn wait_gone(pid: i32, limit: Duration) {
-    let t = Instant::now();
-    let path = format!("/proc/{pid}/stat");
-    let mut said = false;
-    while t.elapsed() < limit {
-        match std::fs::read_to_string(&path) {
-            Err(_) => return,
-            Ok(_) => std::thread::sleep(Duration::from_millis(1)),
-        }
-        if !said && t.elapsed() > Duration::from_millis(200) {
-            tracing::warn!(
-                pid,
-                "the image is durable and the process killed; waiting (up to {limit:?}) for its parent or init to reap it, so that a restore finds its pid free"
-            );
-            said = true;
-        }
-    }
-    tracing::warn!(
-        pid,
-        "the killed process has not been reaped yet; a restore may find its PID taken"
-    );
-}
-
-/// One seized thread and what must be put back before it runs again.
-struct SeizedThread {
-    tid: Pid,
-    job_stopped: bool,
-    stop_sig: i32,
-    /// Its credentials when it was frozen.
-    creds: Option<CredsEntry>,
-    base: Option<ptrace::Regs>,
-    sigmask: Option<u64>,
-}
-
-/// A seized process: every thread stopped under ptrace, the leader first.
-struct Seized {
-    pid: Pid,
-    ppid: i32,
-    threads: Vec<SeizedThread>,
-    /// The `syscall` instruction remote syscalls use (found during collect).
-    gadget: u64,
-    /// An exited, unreaped process: nothing is seized.
-    zombie: bool,
-    /// In a job-control stop when seized.
-    stopped: bool,
-    /// The signal of that stop.
-    stop_sig: i32,
-}
-
-/// Seize and stop every thread of `pid`, rescanning /proc/PID/task until no new thread
-/// appears (a thread may be creating another while we seize). A thread that exits meanwhile
-/// is skipped; any other failure releases what was seized.
-fn freeze_all(pid: Pid, ppid: i32) -> Result<Seized> {
-    let mut seized = Seized {
-        pid,
-        ppid,
-        threads: Vec::new(),
-        gadget: 0,
-        zombie: false,
-        stopped: false,
-        stop_sig: 0,
-    };
-    loop {
-        let tids = list_tasks(pid.as_raw());
-        let new: Vec<i32> = tids
-            .into_iter()
-            .filter(|t| !seized.threads.iter().any(|s| s.tid.as_raw() == *t))
-            .collect();
-        if new.is_empty() {
-            break;
-        }
-        for tid in new {
-            match freeze::seize_and_stop(Pid::from_raw(tid), ptrace::OPT_TRACESYSGOOD)
-                .and_then(|f| after_stop(pid, f))
-            {
-                Ok(th) => seized.threads.push(th),
-                // A thread that exits while we freeze its siblings is not part of the image.
-                Err(_)
-                    if tid != pid.as_raw()
-                        && matches!(task_state(pid.as_raw(), tid), None | Some('Z' | 'X')) => {}
-                Err(e) => {
-                    seized.release(true);
-                    return Err(e.into());
-                }
-            }
-        }
-    }
-    // The leader first: it is the one whose registers drive process-wide remote syscalls.
-    seized
-        .threads
-        .sort_by_key(|t| (t.tid != pid, t.tid.as_raw()));
-    seized.stopped = seized.threads.first().is_some_and(|t| t.job_stopped);
-    seized.stop_sig = seized.threads.first().map_or(0, |t| t.stop_sig);
-    Ok(seized)
-}
-
-/// What a thread's /proc status says once it is stopped (read once, here): its credentials,
-/// and whether seccomp judges its syscalls, in which case filters (or strict mode) are
-/// suspended for as long as we trace it, since they could kill the process for one of our
-/// remote syscalls (needs CAP_SYS_ADMIN).
-fn after_stop(pid: Pid, f: freeze::Frozen) -> Result<SeizedThread, FreezeError> {
-    let tid = f.pid.as_raw();
-    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status"))
-        .ok()
-        .and_then(|t| stasis_procfs::status::parse_status(&t).ok());
-    if status.as_ref().is_some_and(|st| st.seccomp != 0) {
-        ptrace::set_options(
-            f.pid,
-            ptrace::OPT_TRACESYSGOOD | ptrace::OPT_SUSPEND_SECCOMP,
-        )
-        .map_err(|source| FreezeError::Seize { pid: tid, source })?;
-    }
-    Ok(SeizedThread {
-        tid: f.pid,
-        job_stopped: f.job_stopped,
-        stop_sig: f.stop_sig,
-        creds: status.as_ref().map(process::creds_of),
-        base: None,
-        sigmask: None,
-    })
-}
-
-/// The state letter of thread `tid` of `pid` (/proc/PID/task/TID/stat), None if it is gone.
-fn task_state(pid: i32, tid: i32) -> Option<char> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
-    stasis_procfs::stat::parse_stat(&s).ok().map(|s| s.state)
-}
-
-/// Thread ids of `pid`, from /proc/PID/task.
-fn list_tasks(pid: i32) -> Vec<i32> {
-    let mut v: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .map(|rd| {
-            rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort_unstable();
-    v
-}
-
-impl Seized {
-    /// An exited, unreaped process, kept as its exit status.
-    fn zombie(pid: Pid, ppid: i32) -> Seized {
-        Seized {
-            pid,
-            ppid,
-            threads: Vec::new(),
-            gadget: 0,
-            zombie: true,
-            stopped: false,
-            stop_sig: 0,
-        }
-    }
-
-    /// Put every thread's saved registers and signal mask back without detaching.
-    fn release_cpu(&mut self, same_process: bool) -> Result<(), TraceeError> {
-        for th in &mut self.threads {
-            let tid = th.tid.as_raw();
-            if let Some(base) = th.base.take() {
-                ptrace::set_regs(th.tid, &resume_regs(&base, same_process)).map_err(|source| {
-                    TraceeError::Ptrace {
-                        pid: tid,
-                        step: "SETREGS",
-                        source,
-                    }
-                })?;
-            }
-            if let Some(mask) = th.sigmask.take() {
-                ptrace::set_sigmask(th.tid, mask).map_err(|source| TraceeError::Ptrace {
-                    pid: tid,
-                    step: "SETSIGMASK",
-                    source,
-                })?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Put registers and masks back and detach every thread; the process continues where it
-    /// was.
-    fn release(&mut self, same_process: bool) {
-        let _ = self.release_cpu(same_process);
-        for th in &self.threads {
-            let _ = ptrace::detach(th.tid, 0);
-        }
-    }
 }
 
 /// State the kernel does not let a tracer save: a pending SIGTRAP (indistinguishable from
