@@ -1090,6 +1090,33 @@ struct Rebuilt {
     deferred: Option<Deferred>,
 }
 
+/// One process being rebuilt: the image, the process, what prepare made, its skeleton.
+struct RebuildCx<'a, 'b> {
+    img: &'a Image,
+    p: &'a stasis_image::ProcessEntry,
+    prep: &'a Prepared<'b>,
+    child: Pid,
+}
+
+impl RebuildCx<'_, '_> {
+    /// The image's children of this process.
+    fn children(&self) -> Vec<&stasis_image::ProcessEntry> {
+        self.img
+            .processes
+            .iter()
+            .filter(|q| q.ppid == self.p.pid)
+            .collect()
+    }
+}
+
+/// The skeleton as taken over: its special mappings, its whole current layout, and where its
+/// vDSO's syscall instruction is.
+struct Skeleton {
+    here: Vec<VmaEntry>,
+    current: Vec<stasis_procfs::maps::MapsEntry>,
+    gadget_off: u64,
+}
+
 fn rebuild(
     child: Pid,
     img: &Image,
@@ -1099,6 +1126,36 @@ fn rebuild(
     prep: &Prepared,
     forked: &mut Vec<Pid>,
 ) -> Result<Rebuilt> {
+    let cx = RebuildCx {
+        img,
+        p,
+        prep,
+        child,
+    };
+    let (mut t, skeleton) = take_over(&cx)?;
+    let (s, written, later) = swap_memory(&cx, &mut t, skeleton, pm, pages)?;
+    restore_identity(&cx, &mut t, s)?;
+    fork_children(&cx, &mut t, s, forked)?;
+    let deferred = place_fds(&cx, &mut t, s)?;
+    let threads = restore_state(&cx, &mut t, s)?;
+    // Registers last: the process runs from where it was when it is let go.
+    let th = &p.threads[0];
+    thread::restore_cpu(child, th, false)?;
+    for (tid, th) in threads.iter().zip(&p.threads[1..]) {
+        thread::restore_cpu(*tid, th, false)?;
+    }
+    Ok(Rebuilt {
+        written,
+        later,
+        threads,
+        deferred,
+    })
+}
+
+/// Phase 1: block the skeleton's signals, take it as a tracee, find its vDSO's syscall
+/// instruction and unregister its rseq area (see DESIGN §4.1).
+fn take_over(cx: &RebuildCx) -> Result<(PtraceTracee, Skeleton)> {
+    let (p, child) = (cx.p, cx.child);
     let pidn = p.pid;
     ptrace::set_sigmask(child, !0u64).map_err(|source| RestoreError::Skeleton {
         pid: pidn,
@@ -1134,14 +1191,44 @@ fn rebuild(
         .flat_map(|s| memory::classify(std::slice::from_ref(&s)))
         .collect();
     let vdso = here.iter().find(|v| v.kind == VmaKind::Vdso);
-    let no_vdso = memory::saved_without_vdso(&p.vmas);
     // A skeleton forked from a restored parent that has no vDSO has none either: nothing to
     // drive it through once its inherited memory is unmapped.
     let vdso = vdso.ok_or(MemoryError::VdsoMissing { pid: pidn })?;
     let gadget_off = find_gadget(&t, vdso.start, vdso.end)? - vdso.start;
     t.set_gadget(vdso.start + gadget_off);
     thread::unregister_rseq(&mut t)?;
+    Ok((
+        t,
+        Skeleton {
+            here,
+            current,
+            gadget_off,
+        },
+    ))
+}
 
+/// Phase 2: the address space: unmap the skeleton's (keeping what a child shares with its
+/// parent), move the special mappings to their saved places, map every saved VMA, write the
+/// pages this thread must write itself (the rest goes to the page threads: `later`).
+fn swap_memory(
+    cx: &RebuildCx,
+    t: &mut PtraceTracee,
+    sk: Skeleton,
+    pm: &stasis_image::PageIndexEntry,
+    pages: &memory::PageSource,
+) -> Result<(
+    Scratch,
+    Option<memory::PagesStats>,
+    stasis_image::PageIndexEntry,
+)> {
+    let (img, p, prep) = (cx.img, cx.p, cx.prep);
+    let pidn = p.pid;
+    let Skeleton {
+        here,
+        current,
+        gadget_off,
+    } = sk;
+    let no_vdso = memory::saved_without_vdso(&p.vmas);
     // Unmap everything of the skeleton but its special mappings and, in a process forked
     // from its restored parent, the mappings whose pages it still shares with the parent.
     let mut keep: Vec<(u64, u64)> = here
@@ -1186,7 +1273,7 @@ fn rebuild(
         cur = cur.max(e);
     }
     let moves = memory::plan_specials(&here, &p.vmas)?;
-    memory::move_specials(&mut t, &moves, &p.vmas)?;
+    memory::move_specials(t, &moves, &p.vmas)?;
     if let Some(m) = moves.iter().find(|m| m.kind == VmaKind::Vdso) {
         t.set_gadget(m.to + gadget_off);
     }
@@ -1196,16 +1283,16 @@ fn rebuild(
             path: img.dir.join(Image::process_file(pidn)),
             vaddr: 0,
         })?;
-    let s = Scratch::map(&mut t, scratch_at)?;
+    let s = Scratch::map(t, scratch_at)?;
 
     for (i, v) in p.vmas.iter().enumerate() {
         if !v.cow.is_empty() {
             // Kept from the parent: only the pages that are not the parent's go.
-            memory::drop_not_cow(&mut t, v)?;
+            memory::drop_not_cow(t, v)?;
             continue;
         }
         if v.sysv.is_some() {
-            sysvshm::attach(&mut t, &p.vmas, i)?;
+            sysvshm::attach(t, &p.vmas, i)?;
             continue;
         }
         let fd = match v.kind {
@@ -1234,14 +1321,14 @@ fn rebuild(
             // Writable until its pages are in (see memory::protect_shared).
             let mut w = v.clone();
             w.prot |= (libc::PROT_READ | libc::PROT_WRITE) as u32;
-            memory::map_vma(&mut t, &w, fd)?;
+            memory::map_vma(t, &w, fd)?;
         } else {
-            memory::map_vma(&mut t, v, fd)?;
+            memory::map_vma(t, v, fd)?;
         }
-        memory::advise(&mut t, v)?;
+        memory::advise(t, v)?;
     }
     for v in p.vmas.iter().filter(|v| v.kind == VmaKind::Aio) {
-        crate::kinds::aio::restore(&mut t, s, v).map_err(MemoryError::from)?;
+        crate::kinds::aio::restore(t, s, v).map_err(MemoryError::from)?;
     }
     // The pages: here, those children forked below must find (the mappings they share
     // copy-on-write) and those of read-only shared mappings, which are made read-only after
@@ -1250,8 +1337,7 @@ fn rebuild(
     // write, and a process without a vDSO is driven through its own code once its pages are
     // in: then everything is written here.
     let all_here = process::has_seccomp(p) || no_vdso;
-    let kids: Vec<&stasis_image::ProcessEntry> =
-        img.processes.iter().filter(|q| q.ppid == pidn).collect();
+    let kids = cx.children();
     let needed =
         |v: &VmaEntry| memory::mapped_writable_first(v) || kids.iter().any(|q| shares_cow(q, v));
     let here: Vec<(u64, u64)> = p
@@ -1264,14 +1350,14 @@ fn rebuild(
     let stats = if now.runs.is_empty() {
         None
     } else {
-        Some(memory::restore_pages(&mut t, &p.vmas, &now, pages)?)
+        Some(memory::restore_pages(t, &p.vmas, &now, pages)?)
     };
-    memory::protect_shared(&mut t, &p.vmas)?;
+    memory::protect_shared(t, &p.vmas)?;
     if no_vdso {
         // Its own memory is back: drive it through a syscall instruction of its own and take
         // the skeleton's vDSO away again (the process had unmapped its own).
         let rips: Vec<u64> = p.threads.iter().map(|th| th.regs.rip).collect();
-        let gadget = find_gadget_anywhere(&t, &rips, &memory::executable(&p.vmas))
+        let gadget = find_gadget_anywhere(t, &rips, &memory::executable(&p.vmas))
             .map_err(|_| MemoryError::NoGadget { pid: pidn })?;
         t.set_gadget(gadget);
         for m in &moves {
@@ -1285,6 +1371,13 @@ fn rebuild(
                 })?;
         }
     }
+    Ok((s, stats, later))
+}
+
+/// Phase 3: what makes the process itself: mm fields and exe link, session, group, umask,
+/// personality, comm, root and cwd.
+fn restore_identity(cx: &RebuildCx, t: &mut PtraceTracee, s: Scratch) -> Result<()> {
+    let (img, p, prep, child) = (cx.img, cx.p, cx.prep, cx.child);
     // A process forked from its restored parent has the parent's exe link already; the
     // kernel refuses to set one while the old file is mapped (it is: kept mappings).
     let exe_now = std::fs::read_link(format!("/proc/{child}/exe")).ok();
@@ -1293,11 +1386,25 @@ fn rebuild(
     } else {
         prep.exe[&p.pid]
     };
-    process::restore_mm(&mut t, s, &p.mm, exe_fd)?;
+    process::restore_mm(t, s, &p.mm, exe_fd)?;
     let tree: Vec<i32> = img.processes.iter().map(|q| q.pid).collect();
     let root_fd = prep.root.get(&p.pid).copied();
-    process::restore_basics(&mut t, s, p, prep.cwd[&p.pid], root_fd, &tree)?;
+    process::restore_basics(t, s, p, prep.cwd[&p.pid], root_fd, &tree)?;
 
+    Ok(())
+}
+
+/// Phase 4: the children, forked from this process (they start with its memory, session,
+/// group and the parked fds), with helpers for sessions and groups whose leader is gone.
+fn fork_children(
+    cx: &RebuildCx,
+    t: &mut PtraceTracee,
+    s: Scratch,
+    forked: &mut Vec<Pid>,
+) -> Result<()> {
+    let (img, p, _prep, _child) = (cx.img, cx.p, cx.prep, cx.child);
+    let tree: Vec<i32> = img.processes.iter().map(|q| q.pid).collect();
+    let kids = cx.children();
     // The children, forked now: they start with this memory (sharing what they shared with
     // it at dump time), this session and process group, and the parked fds.
     let mut helpers: Vec<PtraceTracee> = Vec::new();
@@ -1331,7 +1438,7 @@ fn rebuild(
             && !tree.contains(&q.pgid);
         if lost_session {
             let h = helper(
-                &mut t,
+                t,
                 s,
                 q.sid,
                 ("setsid", libc::SYS_setsid),
@@ -1341,11 +1448,11 @@ fn rebuild(
             let kid = fork_child(h, s, q.pid, &skip, false)?;
             forked.push(kid);
         } else {
-            let kid = fork_child(&mut t, s, q.pid, &skip, q.files_shared)?;
+            let kid = fork_child(t, s, q.pid, &skip, q.files_shared)?;
             forked.push(kid);
             if lost_group {
                 helper(
-                    &mut t,
+                    t,
                     s,
                     q.pgid,
                     ("setpgid", libc::SYS_setpgid),
@@ -1361,9 +1468,18 @@ fn rebuild(
         }
     }
     if !helpers.is_empty() {
-        end_helpers(&mut t, s, p, helpers)?;
+        end_helpers(t, s, p, helpers)?;
     }
 
+    Ok(())
+}
+
+/// Phase 5: the fds: drop what the skeleton inherited, put the restorer's files in place,
+/// make the files the process makes itself, after-placed steps and locks. Returns the fds
+/// that wait for processes restored later.
+fn place_fds(cx: &RebuildCx, t: &mut PtraceTracee, s: Scratch) -> Result<Option<Deferred>> {
+    let (img, p, prep, child) = (cx.img, cx.p, cx.prep, cx.child);
+    let pidn = p.pid;
     // Descriptors: drop what the skeleton inherited below `base`, move the parked ones into
     // place, drop the parked copies. A process cloned with its parent's fd table (CLONE_FILES)
     // has its fds already; the parked copies stay until the last process sharing the table has
@@ -1401,14 +1517,14 @@ fn rebuild(
             )
             .map_err(fds_err)?;
         }
-        let not_yet = files::place_inside(&mut t, s, &img.files.files, p, &p.fds, false)?;
+        let not_yet = files::place_inside(t, s, &img.files.files, p, &p.fds, false)?;
         deferred = (!not_yet.is_empty()).then(|| Deferred {
             pid: child,
             gadget: t.gadget(),
             fds: not_yet,
         });
-        files::placed(&mut t, s, &img.processes, &img.files.files, p)?;
-        files::take_description_locks(&mut t, s, &img.processes, &img.files.files, p)?;
+        files::placed(t, s, &img.processes, &img.files.files, p)?;
+        files::take_description_locks(t, s, &img.processes, &img.files.files, p)?;
     }
     if last_of_group {
         t.syscall(
@@ -1419,24 +1535,33 @@ fn rebuild(
         .map_err(fds_err)?;
     }
     if !p.files_shared {
-        files::take_posix_locks(&mut t, s, &img.files.files, p)?;
+        files::take_posix_locks(t, s, &img.files.files, p)?;
     }
 
+    Ok(deferred)
+}
+
+/// Phase 6: the process's and threads' own state, in the order written down in DESIGN §6:
+/// limits, signals, threads, seccomp, credentials, dumpable, prctl, timers, scheduling.
+/// Returns the threads made.
+fn restore_state(cx: &RebuildCx, t: &mut PtraceTracee, s: Scratch) -> Result<Vec<Pid>> {
+    let (img, p, prep, child) = (cx.img, cx.p, cx.prep, cx.child);
+    let pidn = p.pid;
     process::restore_rlimits(pidn, &p.rlimits)?;
     process::restore_oom_score_adj(pidn, p.oom_score_adj)?;
-    process::restore_loginuid(&mut t, s, p.loginuid)?;
-    signal::restore_sigactions(&mut t, s, &p.sigactions)?;
-    signal::restore_itimers(&mut t, s, &p.itimers)?;
+    process::restore_loginuid(t, s, p.loginuid)?;
+    signal::restore_sigactions(t, s, &p.sigactions)?;
+    signal::restore_itimers(t, s, &p.itimers)?;
     let th = &p.threads[0];
-    thread::restore_inside(&mut t, s, th)?;
-    signal::queue_signals(&mut t, s, pidn, Some(th.tid), &th.pending)?;
-    signal::queue_signals(&mut t, s, pidn, None, &p.shared_pending)?;
+    thread::restore_inside(t, s, th)?;
+    signal::queue_signals(t, s, pidn, Some(th.tid), &th.pending)?;
+    signal::queue_signals(t, s, pidn, None, &p.shared_pending)?;
     // The other threads, cloned from the leader while it still has our privileges (clone3
     // with a TID needs them); each then takes its credentials, its own or the process's
     // (credentials are per thread to the kernel).
     let mut threads = Vec::new();
     for th in &p.threads[1..] {
-        let tid = thread::create_thread(&mut t, s, th.tid).map_err(|e| match e {
+        let tid = thread::create_thread(t, s, th.tid).map_err(|e| match e {
             TraceeError::Syscall {
                 source: Errno::EEXIST,
                 ..
@@ -1461,7 +1586,7 @@ fn rebuild(
             .map_or(u64::MAX, |v| v.start),
     };
     if prep.seccomp_early {
-        process::restore_seccomp(&mut t, p, room(th))?;
+        process::restore_seccomp(t, p, room(th))?;
     }
     for (tid, th) in threads.iter().zip(&p.threads[1..]) {
         let mut tt = PtraceTracee::new(*tid)?;
@@ -1475,36 +1600,27 @@ fn rebuild(
             process::restore_no_new_privs(&mut tt)?;
         }
     }
-    process::restore_creds(&mut t, s, &p.creds)?;
+    process::restore_creds(t, s, &p.creds)?;
     // Changing credentials resets the dumpable flag: it goes after every thread's.
-    process::restore_dumpable(&mut t, p.dumpable)?;
-    process::restore_prctl(&mut t, p, p.pid == img.processes[0].pid)?;
+    process::restore_dumpable(t, p.dumpable)?;
+    process::restore_prctl(t, p, p.pid == img.processes[0].pid)?;
     // POSIX timers last among the process's own state: a thread-directed one needs its thread.
-    signal::restore_posix_timers(&mut t, s, &p.posix_timers)?;
-    s.unmap(&mut t)?;
+    signal::restore_posix_timers(t, s, &p.posix_timers)?;
+    s.unmap(t)?;
     for (tid, th) in std::iter::once(&child).chain(&threads).zip(&p.threads) {
         if let Some(sched) = &th.sched {
             thread::restore_sched(*tid, sched)?;
         }
     }
     if !prep.seccomp_early {
-        process::restore_seccomp(&mut t, p, room(th))?;
+        process::restore_seccomp(t, p, room(th))?;
         for (tid, th) in threads.iter().zip(&p.threads[1..]) {
             let mut tt = PtraceTracee::new(*tid)?;
             tt.set_gadget(t.gadget());
             process::restore_thread_seccomp(&mut tt, p, th, room(th))?;
         }
     }
-    thread::restore_cpu(child, th, false)?;
-    for (tid, th) in threads.iter().zip(&p.threads[1..]) {
-        thread::restore_cpu(*tid, th, false)?;
-    }
-    Ok(Rebuilt {
-        written: stats,
-        later,
-        threads,
-        deferred,
-    })
+    Ok(threads)
 }
 
 #[cfg(test)]
