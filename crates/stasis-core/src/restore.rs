@@ -435,21 +435,7 @@ impl Drop for SkeletonGuard {
 pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     let t0 = Instant::now();
     let img = Image::open(&opts.dir)?;
-    if img.inventory.arch != std::env::consts::ARCH {
-        return Err(RestoreError::Arch {
-            arch: img.inventory.arch.clone(),
-            here: std::env::consts::ARCH.into(),
-        });
-    }
-    let root = &img.processes[0];
-    for p in &img.processes[1..] {
-        if !img.processes.iter().any(|q| q.pid == p.ppid) {
-            return Err(RestoreError::Orphan {
-                pid: p.pid,
-                ppid: p.ppid,
-            });
-        }
-    }
+    check_tree(&img)?;
     // The tree's cgroups exist before any of its tasks (they join them before they run) and
     // before its files (a process may hold a cgroup directory open).
     let mut cgroups = match (&img.inventory.cgroups, opts.cgroups.0) {
@@ -460,7 +446,44 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     };
     let mut prep = prepare(&img, &opts.inherit)?;
     let segments = sysvshm::Segments::recreate(&img)?;
+    let mut guard = start_root(&img, &mut prep)?;
+    // The rest of the tree is forked process by process, each by its parent once the
+    // parent's memory is back (see rebuild).
+    let built = rebuild_tree(&img, &mut prep, &mut guard, t0)?;
+    let stats = let_go(&img, &mut prep, cgroups.as_mut(), segments, built)?;
+    guard.armed = false;
+    Ok(Restored {
+        pid: img.processes[0].pid,
+        processes: img.processes.len(),
+        pages: stats.pages,
+        page_bytes: stats.bytes,
+        total: t0.elapsed(),
+    })
+}
 
+/// The image is for this machine and its tree is whole (every parent in it).
+fn check_tree(img: &Image) -> Result<()> {
+    if img.inventory.arch != std::env::consts::ARCH {
+        return Err(RestoreError::Arch {
+            arch: img.inventory.arch.clone(),
+            here: std::env::consts::ARCH.into(),
+        });
+    }
+    for p in &img.processes[1..] {
+        if !img.processes.iter().any(|q| q.pid == p.ppid) {
+            return Err(RestoreError::Orphan {
+                pid: p.pid,
+                ppid: p.ppid,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Fork the root skeleton with its saved PID and take it over (seized, interrupted); the
+/// guard kills it (and every skeleton added) unless disarmed.
+fn start_root(img: &Image, prep: &mut Prepared) -> Result<SkeletonGuard> {
+    let root = &img.processes[0];
     // The root skeleton, forked from us with the saved PID.
     let (ready_r, ready_w) = nix::unistd::pipe().map_err(|source| RestoreError::Skeleton {
         pid: root.pid,
@@ -478,7 +501,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
             })
         }
     };
-    let mut guard = SkeletonGuard {
+    let guard = SkeletonGuard {
         pids: vec![child],
         armed: true,
     };
@@ -539,9 +562,28 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
             .into())
         }
     }
-    // The rest of the tree is forked process by process, each by its parent once the
-    // parent's memory is back (see rebuild).
+    Ok(guard)
+}
 
+/// What rebuilding the tree leaves for letting it go.
+struct Built {
+    stats: memory::PagesStats,
+    /// Every thread of the tree, to detach.
+    all_threads: Vec<Pid>,
+    /// Zombies-to-be, with their exit status.
+    zombies: Vec<(PtraceTracee, i32)>,
+    /// Fds that wait for processes restored after their holder.
+    deferred: Vec<Deferred>,
+}
+
+/// Rebuild every process, parents before children, the tracer thread rebuilding while the
+/// page threads write the memory of the processes already rebuilt.
+fn rebuild_tree(
+    img: &Image,
+    prep: &mut Prepared,
+    guard: &mut SkeletonGuard,
+    t0: Instant,
+) -> Result<Built> {
     let mut stats = memory::PagesStats::default();
     let mut all_threads = Vec::new();
     let tree: Vec<i32> = img.processes.iter().map(|q| q.pid).collect();
@@ -607,7 +649,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
                     later,
                     threads,
                     deferred: not_yet,
-                } = rebuild(pid, &img, p, pm, &pages, &prep, &mut guard.pids)?;
+                } = rebuild(pid, img, p, pm, &pages, prep, &mut guard.pids)?;
                 deferred.extend(not_yet);
                 drop(pin);
                 tracing::debug!(pid = p.pid, written_here = st.map_or(0, |s| s.bytes), took = ?t_rebuild.elapsed(), since_start = ?t0.elapsed(), "process rebuilt");
@@ -662,8 +704,26 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
         }
         Ok(())
     })?;
+    Ok(Built {
+        stats,
+        all_threads,
+        zombies,
+        deferred,
+    })
+}
+
+/// The tree stands: tasks join their cgroups, deferred fds are placed, files finish, zombies
+/// exit again, SysV segments removed again where they were, stopped processes stop, and
+/// every thread is detached.
+fn let_go(
+    img: &Image,
+    prep: &mut Prepared,
+    cgroups: Option<&mut cgroups::Placed>,
+    segments: sysvshm::Segments,
+    built: Built,
+) -> Result<memory::PagesStats> {
     // Every task joins its cgroups.
-    if let Some(cg) = cgroups.as_mut() {
+    if let Some(cg) = cgroups {
         for p in img.processes.iter().filter(|p| p.zombie.is_none()) {
             let own: Vec<(i32, &[stasis_image::CgroupMemberEntry])> = p
                 .threads
@@ -674,14 +734,14 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
         }
     }
     // Files that name processes restored after their holder.
-    for d in deferred {
-        place_deferred(&img, d)?;
+    for d in built.deferred {
+        place_deferred(img, d)?;
     }
     // Every process and file exists now (TCP connections leave repair mode).
     files::finish(&mut prep.files)?;
     // Zombies exit again with their saved status; their parents (still stopped) find them
     // waiting to be reaped.
-    for (t, status) in zombies {
+    for (t, status) in built.zombies {
         finish_zombie(t, status)?;
     }
     segments.finish()?;
@@ -711,21 +771,14 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
             source,
         })?;
     }
-    for tid in all_threads {
+    for &tid in &built.all_threads {
         ptrace::detach(tid, 0).map_err(|source| RestoreError::Skeleton {
             pid: tid.as_raw(),
             step: "PTRACE_DETACH",
             source,
         })?;
     }
-    guard.armed = false;
-    Ok(Restored {
-        pid: root.pid,
-        processes: img.processes.len(),
-        pages: stats.pages,
-        page_bytes: stats.bytes,
-        total: t0.elapsed(),
-    })
+    Ok(built.stats)
 }
 
 /// Fds of a process whose files name processes restored after it (see
