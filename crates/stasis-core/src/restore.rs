@@ -12,7 +12,7 @@ use crate::scratch::{Scratch, SCRATCH_LEN};
 use crate::tracee::{
     find_gadget, find_gadget_anywhere, wait_stop, MemTracee, PtraceTracee, Tracee, TraceeError,
 };
-use stasis_image::{Image, VmaEntry, VmaKind};
+use stasis_image::{Image, ProcessEntry, VmaEntry, VmaKind};
 use stasis_sys::clone::{self, Forked};
 use stasis_sys::ptrace::{self, WaitStatus};
 use stasis_sys::{Errno, Pid};
@@ -212,79 +212,95 @@ fn prepare<'a>(img: &'a Image, inherit: &'a [files::InheritFd]) -> Result<Prepar
         let _ =
             nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard);
     }
-    let park = |pid: i32, fd: OwnedFd, owned: &mut Vec<OwnedFd>| -> Result<i32> {
-        let high = stasis_sys::pidfd::dup_at_least(fd.as_raw_fd(), base).map_err(|source| {
-            RestoreError::Skeleton {
-                pid,
-                step: "parking an fd for the skeleton",
-                source,
-            }
-        })?;
-        let raw = high.as_raw_fd();
-        owned.push(high);
-        Ok(raw)
+    let mut prep = Prepared {
+        seccomp_early: false,
+        files: files::OpenCx::new(&img.dir, &img.files.files, inherit),
+        base,
+        place: HashMap::new(),
+        maps: HashMap::new(),
+        by_id: HashMap::new(),
+        shmem: HashMap::new(),
+        cwd: HashMap::new(),
+        root: HashMap::new(),
+        exe: HashMap::new(),
+        dead_pids: DeadPidHelpers::default(),
+        _owned: Vec::new(),
     };
-    let mut owned = Vec::new();
-    let mut dead_pids = DeadPidHelpers::default();
-    let mut by_id: HashMap<u32, i32> = HashMap::new();
-    let mut cx = files::OpenCx::new(&img.dir, &img.files.files, inherit);
-    let mut place = HashMap::new();
-    let mut maps = HashMap::new();
-    let mut cwd = HashMap::new();
-    let mut root = HashMap::new();
-    let mut exe = HashMap::new();
     for p in img.processes.iter().filter(|p| p.zombie.is_none()) {
-        let mut mine = Vec::new();
-        for fd in &p.fds {
-            let src = match by_id.get(&fd.file_id) {
-                Some(&s) => s,
-                None => {
-                    let entry = img
-                        .files
-                        .files
-                        .iter()
-                        .find(|f| f.id == fd.file_id)
-                        .ok_or_else(|| stasis_image::ImageError::Decode {
-                            path: img.dir.join(Image::FILES),
-                            offset: 0,
-                            reason: format!(
-                                "fd {} of pid {} refers to missing file id {}",
-                                fd.fd, p.pid, fd.file_id
-                            ),
-                        })?;
-                    if files::opens_inside(entry) {
-                        // Made by the process itself when its fds are placed.
-                        continue;
-                    }
-                    cx.fd = fd.fd;
-                    let f = files::open(&mut cx, entry)?;
-                    let s = park(p.pid, f, &mut owned)?;
-                    by_id.insert(fd.file_id, s);
-                    s
-                }
-            };
-            mine.push((src, fd.fd, fd.cloexec));
-        }
-        place.insert(p.pid, mine);
-        // Files only mappings refer to (deleted files no fd holds).
-        for v in &p.vmas {
-            let Some(id) = v.file_id else { continue };
-            if by_id.contains_key(&id) {
-                continue;
-            }
-            let entry = img.files.files.iter().find(|f| f.id == id).ok_or_else(|| {
-                stasis_image::ImageError::Decode {
-                    path: img.dir.join(Image::FILES),
-                    offset: 0,
-                    reason: format!(
-                        "the mapping at {:#x} of pid {} refers to missing file id {id}",
-                        v.start, p.pid
-                    ),
+        prep.open_fds(img, p)?;
+        prep.open_mapped_files(img, p)?;
+        prep.open_dirs(img, p)?;
+    }
+    prep.make_shmem(img)?;
+    Ok(prep)
+}
+
+impl<'a> Prepared<'a> {
+    /// Park `fd` at a number >= `base`, kept open until the restore ends.
+    fn park(&mut self, pid: i32, fd: OwnedFd) -> Result<i32> {
+        let high =
+            stasis_sys::pidfd::dup_at_least(fd.as_raw_fd(), self.base).map_err(|source| {
+                RestoreError::Skeleton {
+                    pid,
+                    step: "parking an fd for the skeleton",
+                    source,
                 }
             })?;
-            cx.fd = -1;
-            let f = files::open(&mut cx, entry)?;
-            by_id.insert(id, park(p.pid, f, &mut owned)?);
+        let raw = high.as_raw_fd();
+        self._owned.push(high);
+        Ok(raw)
+    }
+
+    /// The parked fd of file `id` of the image, opened (for fd number `fd`, -1 for none) the
+    /// first time it is asked for; `what` names who refers to it, for an image that lacks it.
+    fn file(&mut self, img: &'a Image, id: u32, fd: i32, pid: i32, what: String) -> Result<i32> {
+        if let Some(&s) = self.by_id.get(&id) {
+            return Ok(s);
+        }
+        let entry = img.files.files.iter().find(|f| f.id == id).ok_or_else(|| {
+            stasis_image::ImageError::Decode {
+                path: img.dir.join(Image::FILES),
+                offset: 0,
+                reason: format!("{what} refers to missing file id {id}"),
+            }
+        })?;
+        self.files.fd = fd;
+        let f = files::open(&mut self.files, entry)?;
+        let s = self.park(pid, f)?;
+        self.by_id.insert(id, s);
+        Ok(s)
+    }
+
+    /// Process `p`'s fds: each file opened once (a description shared across fds and
+    /// processes stays one), except those the process makes itself when its fds are placed.
+    fn open_fds(&mut self, img: &'a Image, p: &ProcessEntry) -> Result<()> {
+        let mut mine = Vec::new();
+        for fd in &p.fds {
+            let inside = img
+                .files
+                .files
+                .iter()
+                .find(|f| f.id == fd.file_id)
+                .is_some_and(files::opens_inside);
+            if inside {
+                continue;
+            }
+            let what = format!("fd {} of pid {}", fd.fd, p.pid);
+            let src = self.file(img, fd.file_id, fd.fd, p.pid, what)?;
+            mine.push((src, fd.fd, fd.cloexec));
+        }
+        self.place.insert(p.pid, mine);
+        Ok(())
+    }
+
+    /// The files process `p` maps: deleted files and memfds no fd holds (by file id), files
+    /// by path (read-write where the mapping may write).
+    fn open_mapped_files(&mut self, img: &'a Image, p: &ProcessEntry) -> Result<()> {
+        for v in &p.vmas {
+            if let Some(id) = v.file_id {
+                let what = format!("the mapping at {:#x} of pid {}", v.start, p.pid);
+                self.file(img, id, -1, p.pid, what)?;
+            }
         }
         for v in &p.vmas {
             if !matches!(v.kind, VmaKind::FilePrivate | VmaKind::FileShared)
@@ -295,7 +311,7 @@ fn prepare<'a>(img: &'a Image, inherit: &'a [files::InheritFd]) -> Result<Prepar
             }
             let path = v.path.clone().unwrap_or_default();
             let writable = memory::opens_writable(v);
-            if maps.contains_key(&(path.clone(), writable)) {
+            if self.maps.contains_key(&(path.clone(), writable)) {
                 continue;
             }
             let f = std::fs::OpenOptions::new()
@@ -308,9 +324,15 @@ fn prepare<'a>(img: &'a Image, inherit: &'a [files::InheritFd]) -> Result<Prepar
                     path: path.clone(),
                     source,
                 })?;
-            let s = park(p.pid, f.into(), &mut owned)?;
-            maps.insert((path, writable), s);
+            let s = self.park(p.pid, f.into())?;
+            self.maps.insert((path, writable), s);
         }
+        Ok(())
+    }
+
+    /// Process `p`'s working directory (a removed one made again as a ghost, one in /proc of
+    /// an exited process through a stand-in), its root when not ours, and its executable.
+    fn open_dirs(&mut self, img: &'a Image, p: &ProcessEntry) -> Result<()> {
         let open_dir = |path: &str, flags: libc::c_int| -> Result<OwnedFd> {
             use std::os::unix::fs::OpenOptionsExt;
             std::fs::OpenOptions::new()
@@ -325,82 +347,60 @@ fn prepare<'a>(img: &'a Image, inherit: &'a [files::InheritFd]) -> Result<Prepar
                     source,
                 })
         };
-        let cwd_fd = match p.cwd_file {
-            // A removed directory, made again as a ghost (shared with fds of it).
-            Some(id) => match by_id.get(&id) {
-                Some(&s) => s,
-                None => {
-                    let entry = img.files.files.iter().find(|f| f.id == id).ok_or_else(|| {
-                        stasis_image::ImageError::Decode {
-                            path: img.dir.join(Image::FILES),
-                            offset: 0,
-                            reason: format!(
-                                "the working directory of pid {} is missing file id {id}",
-                                p.pid
-                            ),
-                        }
-                    })?;
-                    cx.fd = -1;
-                    let s = park(p.pid, files::open(&mut cx, entry)?, &mut owned)?;
-                    by_id.insert(id, s);
-                    s
-                }
-            },
-            None => match p.cwd_dead_pid {
-                Some(dead) => {
-                    dead_pids.make(p.pid, dead)?;
-                    let path = format!("/proc/{dead}");
-                    park(p.pid, open_dir(&path, libc::O_DIRECTORY)?, &mut owned)?
-                }
-                None => park(p.pid, open_dir(&p.cwd, libc::O_DIRECTORY)?, &mut owned)?,
-            },
-        };
-        cwd.insert(p.pid, cwd_fd);
-        if p.root != "/" && !p.root.is_empty() {
-            root.insert(
-                p.pid,
-                park(p.pid, open_dir(&p.root, libc::O_DIRECTORY)?, &mut owned)?,
-            );
-        }
-        exe.insert(p.pid, park(p.pid, open_dir(&p.exe, 0)?, &mut owned)?);
-    }
-    // One object per shared anonymous region, however many processes map it.
-    let mut sizes: HashMap<u64, u64> = HashMap::new();
-    for v in img.processes.iter().flat_map(|p| &p.vmas) {
-        if v.sysv.is_some() {
-            continue;
-        }
-        if let Some(id) = v.shmem {
-            let e = sizes.entry(id).or_default();
-            *e = (*e).max(v.pgoff + v.len());
-        }
-    }
-    let mut shmem = HashMap::new();
-    for (id, size) in sizes {
-        let fd = stasis_sys::mem::shared_anon_fd(size as usize).map_err(|source| {
-            RestoreError::MapFile {
-                pid: img.processes[0].pid,
-                addr: 0,
-                path: format!("shared anonymous memory {id} ({size} bytes)"),
-                source,
+        let cwd_fd = match (p.cwd_file, p.cwd_dead_pid) {
+            (Some(id), _) => {
+                let what = format!("the working directory of pid {}", p.pid);
+                self.file(img, id, -1, p.pid, what)?
             }
-        })?;
-        shmem.insert(id, park(img.processes[0].pid, fd, &mut owned)?);
+            (None, Some(dead)) => {
+                self.dead_pids.make(p.pid, dead)?;
+                let dir = open_dir(&format!("/proc/{dead}"), libc::O_DIRECTORY)?;
+                self.park(p.pid, dir)?
+            }
+            (None, None) => {
+                let dir = open_dir(&p.cwd, libc::O_DIRECTORY)?;
+                self.park(p.pid, dir)?
+            }
+        };
+        self.cwd.insert(p.pid, cwd_fd);
+        if p.root != "/" && !p.root.is_empty() {
+            let dir = open_dir(&p.root, libc::O_DIRECTORY)?;
+            let root = self.park(p.pid, dir)?;
+            self.root.insert(p.pid, root);
+        }
+        let exe = open_dir(&p.exe, 0)?;
+        let exe = self.park(p.pid, exe)?;
+        self.exe.insert(p.pid, exe);
+        Ok(())
     }
-    Ok(Prepared {
-        seccomp_early: false,
-        files: cx,
-        base,
-        place,
-        maps,
-        by_id,
-        shmem,
-        cwd,
-        root,
-        exe,
-        dead_pids,
-        _owned: owned,
-    })
+
+    /// One object per shared anonymous region, however many processes map it.
+    fn make_shmem(&mut self, img: &Image) -> Result<()> {
+        let mut sizes: HashMap<u64, u64> = HashMap::new();
+        for v in img.processes.iter().flat_map(|p| &p.vmas) {
+            if v.sysv.is_some() {
+                continue;
+            }
+            if let Some(id) = v.shmem {
+                let e = sizes.entry(id).or_default();
+                *e = (*e).max(v.pgoff + v.len());
+            }
+        }
+        let pid = img.processes[0].pid;
+        for (id, size) in sizes {
+            let fd = stasis_sys::mem::shared_anon_fd(size as usize).map_err(|source| {
+                RestoreError::MapFile {
+                    pid,
+                    addr: 0,
+                    path: format!("shared anonymous memory {id} ({size} bytes)"),
+                    source,
+                }
+            })?;
+            let s = self.park(pid, fd)?;
+            self.shmem.insert(id, s);
+        }
+        Ok(())
+    }
 }
 
 /// Kills and reaps the skeletons unless disarmed.
