@@ -340,6 +340,168 @@ fn refuse_unsavable(
     Ok(())
 }
 
+/// What only the process itself can report, asked by remote syscalls while its threads' signals
+/// are blocked: signal handlers, interval and POSIX timers (pending timer signals become timer
+/// state), each thread's clear_child_tid and sigaltstack, brk, dumpable, prctl state.
+struct Inside {
+    sigactions: Vec<stasis_image::SigactionEntry>,
+    itimers: Vec<stasis_image::ItimerEntry>,
+    posix_timers: Vec<stasis_image::PosixTimerEntry>,
+    per_thread: Vec<(u64, stasis_image::AltStackEntry)>,
+    brk: u64,
+    dumpable: u32,
+    prctl: process::PrctlState,
+    /// The threads as taken for the remote syscalls (their registers as they were).
+    tracees: Vec<PtraceTracee>,
+}
+
+/// The remote-syscall phase of a process. Signals are blocked only for it and its registers
+/// and masks are given back right after it: if stasis dies outside this window, the threads
+/// run on untouched.
+fn collect_inside(
+    state: &mut Seized,
+    vmas: &[stasis_image::VmaEntry],
+    outside: &mut [thread::ThreadOutside],
+    shared_pending: &mut Vec<SiginfoEntry>,
+) -> Result<Inside> {
+    let pid = state.pid.as_raw();
+    let src = RealProc;
+    let mut tracees = Vec::new();
+    for th in &mut state.threads {
+        let t = PtraceTracee::new(th.tid)?;
+        th.base = Some(*t.base_regs());
+        tracees.push(t);
+    }
+    let gadget = match vmas.iter().find(|v| v.kind == VmaKind::Vdso) {
+        Some(vdso) => find_gadget(&tracees[0], vdso.start, vdso.end)?,
+        // The process unmapped its vDSO: a syscall instruction of its own will do.
+        None => {
+            let rips: Vec<u64> = tracees.iter().map(|t| t.base_regs().rip).collect();
+            find_gadget_anywhere(&tracees[0], &rips, &memory::executable(vmas))?
+        }
+    };
+    state.gadget = gadget;
+    for t in &mut tracees {
+        t.set_gadget(gadget);
+    }
+    let (t, others) = tracees.split_first_mut().expect("the leader is seized");
+    let posix = stasis_procfs::timers::parse_timers(
+        &src.read_string(Some(pid), "timers")
+            .map_err(|source| ProcessError::Read {
+                pid,
+                file: "timers",
+                source,
+            })?,
+    )
+    .map_err(|source| ProcessError::Parse {
+        pid,
+        file: "timers",
+        source,
+    })?;
+    // Keep every signal queued while we drive the threads (see tracee.rs). Blocked only now,
+    // right before the first remote syscall, and given back right after the last one
+    // (release_cpu below): if stasis dies outside that window, the threads run on untouched.
+    for (th, o) in state.threads.iter_mut().zip(outside.iter()) {
+        th.sigmask = Some(o.sigmask);
+        ptrace::set_sigmask(th.tid, !0u64).map_err(|source| TraceeError::Ptrace {
+            pid: th.tid.as_raw(),
+            step: "SETSIGMASK",
+            source,
+        })?;
+    }
+    let s = Scratch::map(t, 0)?;
+    let inside = (|| -> Result<_, TraceeError> {
+        let acts = signal::dump_sigactions(t, s)?;
+        let timers = signal::dump_itimers(t, s)?;
+        let mut posix_timers = signal::dump_posix_timers(t, s, &posix)?;
+        if !posix_timers.is_empty() {
+            // Pending timer signals become timer state (their overrun counts).
+            let threads = std::iter::once(&mut *t).chain(others.iter_mut());
+            for (tr, out) in threads.zip(outside.iter_mut()) {
+                let tid = tr.pid();
+                signal::take_timer_signals(
+                    tr,
+                    s,
+                    pid,
+                    tid,
+                    &mut out.pending,
+                    shared_pending,
+                    &mut posix_timers,
+                )?;
+            }
+        }
+        let mut per_thread = vec![thread::dump_inside(t, s)?];
+        for o in others.iter_mut() {
+            per_thread.push(thread::dump_inside(o, s)?);
+        }
+        let brk = process::dump_brk(t)?;
+        let dumpable = process::dump_dumpable(t)?;
+        let prctl = process::dump_prctl(t, s)?;
+        Ok((acts, timers, posix_timers, per_thread, brk, dumpable, prctl))
+    })();
+    let unmapped = s.unmap(t);
+    let (sigactions, itimers, posix_timers, per_thread, brk, dumpable, prctl) = inside?;
+    unmapped?;
+    // The process needs nothing from inside any more: give it back its own registers and mask
+    // now, so that if stasis dies during the long page copy the kernel's detach lets it run on
+    // exactly where it was.
+    state.release_cpu(true)?;
+    Ok(Inside {
+        sigactions,
+        itimers,
+        posix_timers,
+        per_thread,
+        brk,
+        dumpable,
+        prctl,
+        tracees,
+    })
+}
+
+/// A process's pages: guard pages and copy-on-write sharing marked on its VMAs, the pages to
+/// save found, copied into its page file (flushed in the background); returns the statistics,
+/// the page index and the flush.
+fn collect_memory(
+    t: &PtraceTracee,
+    vmas: &mut [stasis_image::VmaEntry],
+    dir: &std::path::Path,
+    opts: &DumpOptions,
+    shmem_seen: &mut memory::ShmemSeen,
+    cow: &memory::CowPlan,
+) -> Result<(memory::PagesStats, PageIndexEntry, Flushing)> {
+    let pid = t.pid();
+    let t_mem = Instant::now();
+    memory::find_guards(pid, vmas)?;
+    cow.mark(pid, vmas);
+    let gentle = cow
+        .with_children
+        .get(&pid)
+        .map_or(&[][..], |v| v.as_slice());
+    let regions = memory::pages_to_save(pid, vmas, shmem_seen, gentle)?;
+    tracing::debug!(pid, regions = regions.len(), took = ?t_mem.elapsed(), "scanned for pages to save");
+    let mut writer = PagesWriter::create(dir, &Image::pages_file(pid))?;
+    let mut index = PageIndexEntry {
+        pid,
+        pages_file: Image::pages_file(pid),
+        runs: Vec::new(),
+    };
+    let stats = memory::dump_pages(
+        t,
+        pid,
+        &regions,
+        &mut writer,
+        &mut index,
+        opts.compress,
+        opts.progress.as_deref(),
+    )?;
+    tracing::debug!(pid, pages = stats.pages, took = ?t_mem.elapsed(), "pages copied");
+    // Flush the page file while the records are written; the store's final fsync of it then
+    // finds nothing left to do.
+    let pages_file = writer.finish();
+    let flushing = std::thread::spawn(move || pages_file.sync_data());
+    Ok((stats, index, flushing))
+}
+
 /// A page file being flushed in the background.
 type Flushing = std::thread::JoinHandle<std::io::Result<()>>;
 
@@ -400,86 +562,17 @@ fn collect(
         .collect();
     refuse_unsavable(pid, state, &outside, &shared_pending)?;
 
-    let mut tracees = Vec::new();
-    for th in &mut state.threads {
-        let t = PtraceTracee::new(th.tid)?;
-        th.base = Some(*t.base_regs());
-        tracees.push(t);
-    }
-    let gadget = match vmas.iter().find(|v| v.kind == VmaKind::Vdso) {
-        Some(vdso) => find_gadget(&tracees[0], vdso.start, vdso.end)?,
-        // The process unmapped its vDSO: a syscall instruction of its own will do.
-        None => {
-            let rips: Vec<u64> = tracees.iter().map(|t| t.base_regs().rip).collect();
-            find_gadget_anywhere(&tracees[0], &rips, &memory::executable(&vmas))?
-        }
-    };
-    state.gadget = gadget;
-    for t in &mut tracees {
-        t.set_gadget(gadget);
-    }
-    let (t, others) = tracees.split_first_mut().expect("the leader is seized");
-    let posix = stasis_procfs::timers::parse_timers(
-        &src.read_string(Some(pid), "timers")
-            .map_err(|source| ProcessError::Read {
-                pid,
-                file: "timers",
-                source,
-            })?,
-    )
-    .map_err(|source| ProcessError::Parse {
-        pid,
-        file: "timers",
-        source,
-    })?;
-    // Keep every signal queued while we drive the threads (see tracee.rs). Blocked only now,
-    // right before the first remote syscall, and given back right after the last one
-    // (release_cpu below): if stasis dies outside that window, the threads run on untouched.
-    for (th, o) in state.threads.iter_mut().zip(&outside) {
-        th.sigmask = Some(o.sigmask);
-        ptrace::set_sigmask(th.tid, !0u64).map_err(|source| TraceeError::Ptrace {
-            pid: th.tid.as_raw(),
-            step: "SETSIGMASK",
-            source,
-        })?;
-    }
-    let s = Scratch::map(t, 0)?;
-    let inside = (|| -> Result<_, TraceeError> {
-        let acts = signal::dump_sigactions(t, s)?;
-        let timers = signal::dump_itimers(t, s)?;
-        let mut posix_timers = signal::dump_posix_timers(t, s, &posix)?;
-        if !posix_timers.is_empty() {
-            // Pending timer signals become timer state (their overrun counts).
-            let threads = std::iter::once(&mut *t).chain(others.iter_mut());
-            for (tr, out) in threads.zip(outside.iter_mut()) {
-                let tid = tr.pid();
-                signal::take_timer_signals(
-                    tr,
-                    s,
-                    pid,
-                    tid,
-                    &mut out.pending,
-                    &mut shared_pending,
-                    &mut posix_timers,
-                )?;
-            }
-        }
-        let mut per_thread = vec![thread::dump_inside(t, s)?];
-        for o in others.iter_mut() {
-            per_thread.push(thread::dump_inside(o, s)?);
-        }
-        let brk = process::dump_brk(t)?;
-        let dumpable = process::dump_dumpable(t)?;
-        let prctl = process::dump_prctl(t, s)?;
-        Ok((acts, timers, posix_timers, per_thread, brk, dumpable, prctl))
-    })();
-    let unmapped = s.unmap(t);
-    let (sigactions, itimers, posix_timers, per_thread, brk, dumpable, prctl) = inside?;
-    unmapped?;
-    // The process needs nothing from inside any more: give it back its own registers and mask
-    // now, so that if stasis dies during the long page copy the kernel's detach lets it run on
-    // exactly where it was.
-    state.release_cpu(true)?;
+    let Inside {
+        sigactions,
+        itimers,
+        posix_timers,
+        per_thread,
+        brk,
+        dumpable,
+        prctl,
+        tracees,
+    } = collect_inside(state, &vmas, &mut outside, &mut shared_pending)?;
+    let (t, others) = tracees.split_first().expect("the leader is seized");
     tracing::debug!(pid, "remote-syscall phase done");
     // Remote syscalls are over: unpin, so the page copy can use both CPUs.
     drop(pin);
@@ -508,37 +601,9 @@ fn collect(
 
     // Memory. AIO rings are the kernel's, saved whole with the record (never as pages).
     for v in vmas.iter_mut().filter(|v| v.kind == VmaKind::Aio) {
-        crate::kinds::aio::dump(&*t, v).map_err(MemoryError::from)?;
+        crate::kinds::aio::dump(t, v).map_err(MemoryError::from)?;
     }
-    let t_mem = Instant::now();
-    memory::find_guards(pid, &mut vmas)?;
-    cow.mark(pid, &mut vmas);
-    let gentle = cow
-        .with_children
-        .get(&pid)
-        .map_or(&[][..], |v| v.as_slice());
-    let regions = memory::pages_to_save(pid, &vmas, shmem_seen, gentle)?;
-    tracing::debug!(pid, regions = regions.len(), took = ?t_mem.elapsed(), "scanned for pages to save");
-    let mut writer = PagesWriter::create(dir, &Image::pages_file(pid))?;
-    let mut index = PageIndexEntry {
-        pid,
-        pages_file: Image::pages_file(pid),
-        runs: Vec::new(),
-    };
-    let stats = memory::dump_pages(
-        &*t,
-        pid,
-        &regions,
-        &mut writer,
-        &mut index,
-        opts.compress,
-        opts.progress.as_deref(),
-    )?;
-    tracing::debug!(pid, pages = stats.pages, took = ?t_mem.elapsed(), "pages copied");
-    // Flush the page file while the records are written; the store's final fsync of it then
-    // finds nothing left to do.
-    let pages_file = writer.finish();
-    let flushing = std::thread::spawn(move || pages_file.sync_data());
+    let (stats, index, flushing) = collect_memory(t, &mut vmas, dir, opts, shmem_seen, cow)?;
 
     let xfeatures = outside[0]
         .xstate
@@ -576,7 +641,7 @@ fn collect(
     entry.threads = outside
         .into_iter()
         .zip(per_thread)
-        .zip(std::iter::once(&*t).chain(others.iter()))
+        .zip(std::iter::once(t).chain(others.iter()))
         .zip(own_creds)
         .zip(thread_seccomp)
         .map(
