@@ -8,31 +8,6 @@
 mod common;
 use common::*;
 
-/// A C workload from tests/workloads: dump --kill, restore, SIGUSR2, expect exit 0, no FAIL.
-fn workload(name: &str, args: &[&str]) -> Cycle {
-    let bin = build(name, &[], name);
-    let c = Case::new();
-    let mut argv = vec![bin.to_str().unwrap()];
-    argv.extend_from_slice(args);
-    let r = cycle(&c, &argv, CycleOpts::default());
-    r.assert_ok();
-    assert!(r.after.contains("ok "), "no checks ran:\n{}", r.after);
-    r
-}
-
-/// Every `ok CHECK` line is in the restored workload's output.
-fn assert_checks<S: AsRef<str>>(r: &Cycle, checks: &[S]) {
-    for check in checks.iter().map(AsRef::as_ref) {
-        assert!(
-            r.after.lines().any(|l| l == format!("ok {check}")),
-            "{check}:\n--- before\n{}\n--- after\n{}\n--- stderr\n{}",
-            r.before,
-            r.after,
-            r.after_err
-        );
-    }
-}
-
 /// glibc's SIGEV_THREAD timer (signal 32 to its helper thread) and a raw SIGEV_THREAD_ID
 /// timer aimed at a worker thread keep firing, each to its own thread (zdtm pthread_timers).
 /// /proc/PID/timers shows both as `signal/tid.N`: read as process-directed, the first one's

@@ -87,18 +87,6 @@ fn dump_without_kill_leaves_process_running() {
     );
 }
 
-/// A C workload from tests/workloads: dump --kill, restore, SIGUSR2, expect exit 0, no FAIL.
-fn workload(name: &str, args: &[&str]) -> Cycle {
-    let bin = build(name, &[], name);
-    let c = Case::new();
-    let mut argv = vec![bin.to_str().unwrap()];
-    argv.extend_from_slice(args);
-    let r = cycle(&c, &argv, CycleOpts::default());
-    r.assert_ok();
-    assert!(r.after.contains("ok "), "no checks ran:\n{}", r.after);
-    r
-}
-
 #[test]
 fn memory_every_vma_kind() {
     let _g = serial();

@@ -9,7 +9,7 @@ use common::*;
 
 /// A C workload from tests/workloads: dump --kill (with `dump_args`), restore, SIGUSR2,
 /// expect exit 0, no FAIL, and every check of `checks` printed as held.
-fn workload(name: &str, dump_args: &'static [&'static str], checks: &[&str]) -> Cycle {
+fn workload_checked(name: &str, dump_args: &'static [&'static str], checks: &[&str]) -> Cycle {
     let bin = build(name, &[], name);
     let c = Case::new();
     let r = cycle(
@@ -35,7 +35,7 @@ fn workload(name: &str, dump_args: &'static [&'static str], checks: &[&str]) -> 
 #[test]
 fn leases_active_and_breaking() {
     let _g = serial();
-    workload(
+    workload_checked(
         "leases",
         &["--file-locks"],
         &[
@@ -52,7 +52,7 @@ fn leases_active_and_breaking() {
 #[test]
 fn inotify_watch_on_a_deleted_file() {
     let _g = serial();
-    workload(
+    workload_checked(
         "inotify_deleted",
         &[],
         &["no-restore-events", "deleted-file-watch", "directory-watch"],
@@ -62,5 +62,5 @@ fn inotify_watch_on_a_deleted_file() {
 #[test]
 fn fanotify_group_and_marks() {
     let _g = serial();
-    workload("fanotify", &[], &["fdinfo", "no-restore-events", "mark"]);
+    workload_checked("fanotify", &[], &["fdinfo", "no-restore-events", "mark"]);
 }

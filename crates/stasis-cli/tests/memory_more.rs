@@ -7,29 +7,6 @@
 mod common;
 use common::*;
 
-/// A C workload from tests/workloads: dump --kill, restore, SIGUSR2, expect exit 0, no FAIL.
-fn workload(name: &str, args: &[&str]) -> Cycle {
-    let bin = build(name, &[], name);
-    let c = Case::new();
-    let mut argv = vec![bin.to_str().unwrap()];
-    argv.extend_from_slice(args);
-    let r = cycle(&c, &argv, CycleOpts::default());
-    r.assert_ok();
-    assert!(r.after.contains("ok "), "no checks ran:\n{}", r.after);
-    r
-}
-
-/// Every named check printed `ok`.
-fn assert_checks(r: &Cycle, checks: &[&str]) {
-    for c in checks {
-        assert!(
-            r.after.lines().any(|l| l == format!("ok {c}")),
-            "check {c} did not pass:\n{}",
-            r.after
-        );
-    }
-}
-
 #[test]
 fn aio_rings_keep_address_and_events() {
     let _g = serial();

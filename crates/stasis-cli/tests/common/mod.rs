@@ -378,3 +378,29 @@ impl Cycle {
         );
     }
 }
+
+/// A C workload from tests/workloads: dump --kill, restore, SIGUSR2, expect exit 0, no FAIL
+/// and at least one check.
+pub fn workload(name: &str, args: &[&str]) -> Cycle {
+    let bin = build(name, &[], name);
+    let c = Case::new();
+    let mut argv = vec![bin.to_str().unwrap()];
+    argv.extend_from_slice(args);
+    let r = cycle(&c, &argv, CycleOpts::default());
+    r.assert_ok();
+    assert!(r.after.contains("ok "), "no checks ran:\n{}", r.after);
+    r
+}
+
+/// Every `ok CHECK` line is in the restored workload's output.
+pub fn assert_checks<S: AsRef<str>>(r: &Cycle, checks: &[S]) {
+    for check in checks.iter().map(AsRef::as_ref) {
+        assert!(
+            r.after.lines().any(|l| l == format!("ok {check}")),
+            "{check}:\n--- before\n{}\n--- after\n{}\n--- stderr\n{}",
+            r.before,
+            r.after,
+            r.after_err
+        );
+    }
+}
