@@ -239,6 +239,17 @@ impl DumpFd<'_> {
     }
 }
 
+/// A file found in a process, before its kind dumps it.
+struct Found<'a> {
+    pid: i32,
+    /// Its fd, or -1 for a file reached otherwise (a mapping, a working directory).
+    fd: i32,
+    link: &'a str,
+    mode: u32,
+    info: &'a FdInfo,
+    stolen: &'a OwnedFd,
+}
+
 /// A descriptor of the restore command that stands in for a file of the image
 /// (`--inherit-fd fd[N]:NAME`, in the spirit of CRIU's option of that name).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -344,6 +355,33 @@ impl FileTable {
                 stasis_sys::netlink::tcp_repair::TCP_REPAIR,
                 &stasis_sys::netlink::tcp_repair::REPAIR_OFF_NO_WP.to_ne_bytes(),
             );
+        }
+    }
+
+    /// What a kind gets to dump one file of `pid`, found at its fd `fd` (-1: not through an fd,
+    /// so no socket table and no TCP repair apply).
+    fn dump_cx<'a>(&'a mut self, of: Found<'a>, image_dir: &'a Path) -> DumpFd<'a> {
+        let by_fd = of.fd >= 0;
+        DumpFd {
+            pid: of.pid,
+            fd: of.fd,
+            link: of.link,
+            mode: of.mode,
+            info: of.info,
+            stolen: of.stolen,
+            image_dir,
+            next_blob: &mut self.next_blob,
+            seen_pipes: &mut self.seen_pipes,
+            unix_table: if by_fd {
+                self.unix.as_deref().unwrap_or(&[])
+            } else {
+                &[]
+            },
+            tcp_established: by_fd && self.tcp_established,
+            repaired: &mut self.repaired,
+            ghost_limit: self.ghost_limit,
+            tree: &self.tree,
+            link_remap: self.link_remap.then_some(&mut self.remaps),
         }
     }
 
@@ -554,23 +592,17 @@ fn dump_one(
                     .map_err(|source| FilesError::Parse { pid, fd, source })?,
             );
     }
-    let mut cx = DumpFd {
-        pid,
-        fd,
-        link,
-        mode,
-        info,
-        stolen: &stolen,
+    let mut cx = table.dump_cx(
+        Found {
+            pid,
+            fd,
+            link,
+            mode,
+            info,
+            stolen: &stolen,
+        },
         image_dir,
-        next_blob: &mut table.next_blob,
-        seen_pipes: &mut table.seen_pipes,
-        unix_table: table.unix.as_deref().unwrap_or(&[]),
-        tcp_established: table.tcp_established,
-        repaired: &mut table.repaired,
-        ghost_limit: table.ghost_limit,
-        tree: &table.tree,
-        link_remap: table.link_remap.then_some(&mut table.remaps),
-    };
+    );
     let kind = KINDS
         .iter()
         .find(|k| k.claims(&cx))
@@ -1007,23 +1039,18 @@ pub fn dump_removed_cwd(
         .map_err(|e| proc_err("the working directory link", e))?;
     let fd = OwnedFd::from(dir);
     let id = 1 + table.files.len() as u32;
-    let mut cx = DumpFd {
-        pid,
-        fd: -1,
-        link: &link,
-        mode: meta.mode(),
-        info: &FdInfo::default(),
-        stolen: &fd,
+    let no_info = FdInfo::default();
+    let mut cx = table.dump_cx(
+        Found {
+            pid,
+            fd: -1,
+            link: &link,
+            mode: meta.mode(),
+            info: &no_info,
+            stolen: &fd,
+        },
         image_dir,
-        next_blob: &mut table.next_blob,
-        seen_pipes: &mut table.seen_pipes,
-        unix_table: &[],
-        tcp_established: false,
-        repaired: &mut table.repaired,
-        ghost_limit: table.ghost_limit,
-        tree: &table.tree,
-        link_remap: table.link_remap.then_some(&mut table.remaps),
-    };
+    );
     let kind = ghost::dump(&mut cx)?;
     table.files.push(FileEntry {
         id,
@@ -1073,23 +1100,18 @@ pub fn dump_mapped_deleted(
         .unwrap_or_default();
     let fd = OwnedFd::from(f);
     let id = 1 + table.files.len() as u32;
-    let mut cx = DumpFd {
-        pid,
-        fd: -1,
-        link: &link,
-        mode: meta.mode(),
-        info: &FdInfo::default(),
-        stolen: &fd,
+    let no_info = FdInfo::default();
+    let mut cx = table.dump_cx(
+        Found {
+            pid,
+            fd: -1,
+            link: &link,
+            mode: meta.mode(),
+            info: &no_info,
+            stolen: &fd,
+        },
         image_dir,
-        next_blob: &mut table.next_blob,
-        seen_pipes: &mut table.seen_pipes,
-        unix_table: &[],
-        tcp_established: false,
-        repaired: &mut table.repaired,
-        ghost_limit: table.ghost_limit,
-        tree: &table.tree,
-        link_remap: table.link_remap.then_some(&mut table.remaps),
-    };
+    );
     let kind = if link.starts_with("/memfd:") {
         memfd::dump(&mut cx)?
     } else {
