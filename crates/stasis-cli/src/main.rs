@@ -357,6 +357,9 @@ fn restore(a: RestoreArgs) -> Result<ExitCode> {
     if a.pid_ns {
         return restore_pid_ns(a);
     }
+    // The pidfile's temporary is made before anything is restored: a pidfile that cannot be
+    // written fails the restore before a process runs.
+    let pidfile = a.pidfile.as_deref().map(Pidfile::prepare).transpose()?;
     let r = stasis::restore(&stasis::RestoreOptions {
         dir: a.dir.clone(),
         inherit: a.inherit_fd.clone(),
@@ -368,11 +371,12 @@ fn restore(a: RestoreArgs) -> Result<ExitCode> {
             a.dir.display()
         )
     })?;
-    if let Some(p) = &a.pidfile {
-        let tmp = p.with_extension("tmp");
-        std::fs::write(&tmp, format!("{}\n", r.pid))
-            .and_then(|_| std::fs::rename(&tmp, p))
-            .with_context(|| format!("cannot write the pidfile {}", p.display()))?;
+    if let Some(p) = pidfile {
+        if let Err(e) = p.commit(r.pid) {
+            // A restore that reports failure leaves nothing running.
+            stasis::kill_restored(&a.dir);
+            return Err(e);
+        }
     }
     if a.json {
         eprintln!("{}", serde_json::to_string(&r)?);
@@ -406,14 +410,58 @@ fn restore(a: RestoreArgs) -> Result<ExitCode> {
     }
 }
 
-fn write_pidfile(p: &std::path::Path, pid: i32) -> Result<()> {
-    let tmp = p.with_extension("tmp");
-    std::fs::write(&tmp, format!("{pid}\n"))
-        .and_then(|_| std::fs::rename(&tmp, p))
-        .with_context(|| format!("cannot write the pidfile {}", p.display()))
+/// A pidfile written atomically: a temporary of ours beside it (O_EXCL|O_NOFOLLOW, so a
+/// planted symlink or file is never followed or reused), renamed over it once the pid is in.
+struct Pidfile {
+    path: PathBuf,
+    tmp: PathBuf,
+    file: std::fs::File,
+}
+
+impl Pidfile {
+    fn prepare(path: &std::path::Path) -> Result<Pidfile> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "pidfile".into());
+        let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .mode(0o644)
+            .open(&tmp)
+            .with_context(|| format!("cannot write the pidfile {}", path.display()))?;
+        Ok(Pidfile {
+            path: path.to_path_buf(),
+            tmp,
+            file,
+        })
+    }
+
+    fn commit(self, pid: i32) -> Result<()> {
+        use std::io::Write;
+        let mut f = &self.file;
+        let done = f
+            .write_all(format!("{pid}\n").as_bytes())
+            .and_then(|_| std::fs::rename(&self.tmp, &self.path));
+        if done.is_err() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+        done.with_context(|| format!("cannot write the pidfile {}", self.path.display()))
+    }
+}
+
+impl Drop for Pidfile {
+    fn drop(&mut self) {
+        // Not committed (the restore failed): no temporary left behind.
+        let _ = std::fs::remove_file(&self.tmp);
+    }
 }
 
 fn restore_pid_ns(a: RestoreArgs) -> Result<ExitCode> {
+    let pidfile = a.pidfile.as_deref().map(Pidfile::prepare).transpose()?;
     let r = stasis::pidns::restore_in_new_pid_ns(&stasis::RestoreOptions {
         dir: a.dir.clone(),
         inherit: a.inherit_fd.clone(),
@@ -425,8 +473,14 @@ fn restore_pid_ns(a: RestoreArgs) -> Result<ExitCode> {
             a.dir.display()
         )
     })?;
-    if let Some(p) = &a.pidfile {
-        write_pidfile(p, r.root)?;
+    if let Some(p) = pidfile {
+        if let Err(e) = p.commit(r.root) {
+            // The namespace's init takes the whole restored tree with it.
+            let init = nix::unistd::Pid::from_raw(r.init);
+            let _ = nix::sys::signal::kill(init, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(init, None);
+            return Err(e);
+        }
     }
     if a.json {
         eprintln!("{}", serde_json::to_string(&r)?);

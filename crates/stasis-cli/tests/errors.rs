@@ -815,3 +815,138 @@ fn unknown_pid_and_a_file_as_dir_are_named_for_what_they_are() {
     let _ = sleeper.kill();
     let _ = sleeper.wait();
 }
+
+/// An image holds the process's memory: its directory is 0700 and every file in it 0600,
+/// whatever the umask of whoever dumped it (issue: images followed the umask, 0644 in a 0755
+/// directory under the usual 022).
+#[test]
+fn images_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let _g = serial();
+    let (c, pid, child) = counter();
+    let img = c.image();
+    let st = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"umask 000; exec "$0" dump --pid "$1" --dir "$2""#)
+        .arg(stasis())
+        .arg(pid.to_string())
+        .arg(&img)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&img), 0o700, "image directory");
+    let mut files = 0;
+    for e in std::fs::read_dir(&img).unwrap() {
+        let p = e.unwrap().path();
+        assert_eq!(mode(&p), 0o600, "{}", p.display());
+        files += 1;
+    }
+    assert!(
+        files >= 4,
+        "an image has inventory, files, process and pages files"
+    );
+    still_fine(pid, child);
+}
+
+/// A restore that reports failure leaves nothing running: a pidfile that cannot be written
+/// fails the restore before any process runs (it used to exit 1 with the process running);
+/// a planted file or symlink at the pidfile's temporary name is never followed.
+#[test]
+fn unwritable_pidfile_fails_the_restore_and_leaves_nothing_running() {
+    let _g = serial();
+    let (c, pid, child) = counter();
+    dump_kill(&c, pid, child);
+    let img = c.image();
+    let o = run_stasis(&[
+        "restore",
+        "--detach",
+        "--dir",
+        img.to_str().unwrap(),
+        "--pidfile",
+        c.path("no-such-dir/pidfile").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("cannot write the pidfile"),
+        "{}",
+        o.stderr
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!alive(pid), "the failed restore left pid {pid} running");
+    // The image is untouched and restores; an old `pidfile.tmp` symlink is not followed.
+    let victim = c.path("victim");
+    std::fs::write(&victim, "keep").unwrap();
+    std::os::unix::fs::symlink(&victim, c.path("pidfile.tmp")).unwrap();
+    let pf = c.path("pidfile");
+    let o = run_stasis(&[
+        "restore",
+        "--detach",
+        "--dir",
+        img.to_str().unwrap(),
+        "--pidfile",
+        pf.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", o.stderr);
+    assert_eq!(
+        std::fs::read_to_string(&pf).unwrap().trim(),
+        pid.to_string()
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+    signal(pid, libc::SIGUSR2);
+    let t = std::time::Instant::now();
+    while alive(pid) && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!alive(pid));
+}
+
+/// Restore never grants more than the process had: a root process that dropped every
+/// capability (permitted, effective, bounding; securebits noroot) comes back from root's
+/// restore without any (it used to come back with the full set).
+#[test]
+fn a_root_process_without_capabilities_gets_none_back() {
+    let _g = serial();
+    let c = Case::new();
+    // setpriv execs sleep: the child is the process dumped.
+    let child = std::process::Command::new("setpriv")
+        .args([
+            "--securebits",
+            "+noroot",
+            "--bounding-set",
+            "-all",
+            "--inh-caps",
+            "-all",
+            "sleep",
+            "60",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("setpriv (util-linux) runs");
+    let pid = child.id() as i32;
+    std::thread::sleep(Duration::from_millis(300));
+    let caps = |pid: i32| -> Vec<String> {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with("Cap") || l.starts_with("Uid:"))
+            .map(String::from)
+            .collect()
+    };
+    let before = caps(pid);
+    assert!(
+        before.iter().any(|l| l == "CapEff:\t0000000000000000"),
+        "{before:?}"
+    );
+    dump_kill(&c, pid, child);
+    let o = run_stasis(&["restore", "--detach", "--dir", c.image().to_str().unwrap()]);
+    assert!(o.status.success(), "{}", o.stderr);
+    let after = caps(pid);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    assert_eq!(after, before, "capabilities after restore");
+}

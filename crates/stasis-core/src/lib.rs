@@ -41,3 +41,22 @@ pub fn serialize_secs<S: serde::Serializer>(
 ) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
 }
+
+/// Kill every process a restore of `dir` just made (the caller could not finish what it
+/// promised, such as writing the pidfile): a restore that reports failure leaves nothing
+/// running. The processes are the caller's descendants, with the image's pids.
+pub fn kill_restored(dir: &std::path::Path) {
+    if let Ok(inv) = stasis_image::read_record_file::<stasis_image::InventoryEntry>(
+        &dir.join(stasis_image::Image::INVENTORY),
+        stasis_image::FileKind::Inventory,
+    ) {
+        for pid in inv.pids.iter().rev() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let root = nix::unistd::Pid::from_raw(inv.root_pid);
+        let _ = nix::sys::wait::waitpid(root, None);
+    }
+}

@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fs::File;
 use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ImageError + 'a {
@@ -18,6 +19,10 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Im
         source,
     }
 }
+
+/// Image files hold process memory and secrets: readable by their owner only, whatever the
+/// umask.
+const IMAGE_FILE_MODE: u32 = 0o600;
 
 /// Check a header against the kind wanted and the versions this build reads.
 fn check_header(path: &Path, bytes: &[u8], kind: FileKind) -> Result<(), ImageError> {
@@ -82,6 +87,7 @@ pub fn write_record_file<T: Serialize>(
     let mut f = File::options()
         .write(true)
         .create_new(true)
+        .mode(IMAGE_FILE_MODE)
         .open(&path)
         .map_err(io("create", &path))?;
     f.write_all(&buf).map_err(io("write", &path))?;
@@ -154,6 +160,7 @@ impl PagesWriter {
         let mut file = File::options()
             .write(true)
             .create_new(true)
+            .mode(IMAGE_FILE_MODE)
             .open(&path)
             .map_err(io("create", &path))?;
         let mut head = vec![0u8; PAGES_DATA_OFFSET as usize];
@@ -234,6 +241,7 @@ pub fn write_blob(dir: &Path, name: &str, data: &[u8]) -> Result<BlobRef, ImageE
     let mut f = File::options()
         .write(true)
         .create_new(true)
+        .mode(IMAGE_FILE_MODE)
         .open(&path)
         .map_err(io("create", &path))?;
     f.write_all(&Header::new(FileKind::Blob).encode())

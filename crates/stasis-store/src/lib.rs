@@ -2,6 +2,7 @@
 //! visible atomically once it is complete, so an image is either whole or absent. The local
 //! directory store is the first backend; object storage comes later behind the same trait.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -154,7 +155,8 @@ impl Store for LocalStore {
         remove_stale(&parent, &name);
         for n in 0..1000u32 {
             let dir = parent.join(format!("{name}.tmp-{}-{n}", std::process::id()));
-            match std::fs::create_dir(&dir) {
+            // The image holds process memory: its owner only, whatever the umask.
+            match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
                 Ok(()) => {
                     return Ok(Staging {
                         dir,
