@@ -968,3 +968,57 @@ fn check_reports_what_stasis_run_needs() {
     let (good, detail) = ok(&user, "cgroup-freezer");
     assert!(!good && detail.contains("delegated"), "{detail}");
 }
+
+/// A job's images directory is private whatever the umask: the directory 0700; its records,
+/// history, lock and control socket 0600; its checkpoints 0700 with 0600 files.
+#[test]
+fn images_directory_is_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let _g = serial();
+    let c = Case::new();
+    let images = c.path("images");
+    let job = job(&c, 2, "work.log");
+    let s = stasis();
+    let mut argv: Vec<String> = vec![
+        "sh".into(),
+        "-c".into(),
+        r#"umask 000; exec "$@""#.into(),
+        "sh".into(),
+        s.display().to_string(),
+        "run".into(),
+        "--images".into(),
+        images.display().to_string(),
+        "--every".into(),
+        "300ms".into(),
+        "--".into(),
+    ];
+    argv.extend(job);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let mut front = spawn(&c, &argv, "run.out");
+    wait_until("a checkpoint", Duration::from_secs(30), || {
+        !checkpoints(&images).is_empty()
+    });
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let mut seen = Vec::new();
+    for e in std::fs::read_dir(&images).unwrap() {
+        let e = e.unwrap();
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.contains(".tmp-") || name == "latest" {
+            continue;
+        }
+        let want = if p.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode(&p), want, "{name}");
+        if p.is_dir() {
+            for f in std::fs::read_dir(&p).unwrap() {
+                let f = f.unwrap().path();
+                assert_eq!(mode(&f), 0o600, "{}", f.display());
+            }
+        }
+        seen.push(name);
+    }
+    assert_eq!(mode(&images), 0o700, "the images directory");
+    assert!(seen.iter().any(|n| n == "control"), "{seen:?}");
+    assert!(seen.iter().any(|n| n == "lock"), "{seen:?}");
+    kill_everything(&mut front);
+}

@@ -124,13 +124,27 @@ pub const HISTORY: &str = "history.jsonl";
 
 /// The images directory's lock: held while it lives (and by every process that inherited it).
 pub type DirLock = nix::fcntl::Flock<std::fs::File>;
+use std::os::unix::fs::OpenOptionsExt;
+
 const PREFIX: &str = "ckpt-";
 
 impl Catalog {
     /// Open (creating it if needed) the images directory.
     pub fn create(dir: &Path) -> Result<Catalog> {
-        std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        // The job's checkpoints hold its memory: the directory is its owner's only, whatever
+        // the umask (an existing one of ours is made so too).
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io("create", dir))?;
         let dir = dir.canonicalize().map_err(io("resolve", dir))?;
+        let ours = std::fs::metadata(&dir).map_err(io("stat", &dir))?;
+        if std::os::unix::fs::MetadataExt::uid(&ours) == nix::unistd::geteuid().as_raw() {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(io("chmod", &dir))?;
+        }
         Ok(Catalog { dir })
     }
 
@@ -157,6 +171,7 @@ impl Catalog {
             .truncate(false)
             .read(true)
             .write(true)
+            .mode(0o600)
             .open(&path)
             .map_err(io("open", &path))?;
         match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
@@ -277,6 +292,7 @@ impl Catalog {
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&hist)
             .and_then(|mut f| {
                 let mut line = serde_json::to_vec(record).expect("records serialize");
@@ -356,7 +372,12 @@ impl Catalog {
         let tmp = self.dir.join(format!("{name}.partial"));
         let mut body = serde_json::to_vec_pretty(v).expect("records serialize");
         body.push(b'\n');
-        std::fs::File::create(&tmp)
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
             .and_then(|mut f| {
                 f.write_all(&body)?;
                 f.sync_all()

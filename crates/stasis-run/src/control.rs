@@ -87,6 +87,9 @@ fn short<T>(path: &Path, f: impl FnOnce(&Path) -> std::io::Result<T>) -> std::io
 pub fn listen(path: &Path) -> std::io::Result<UnixListener> {
     let _ = std::fs::remove_file(path);
     let l = short(path, |p| UnixListener::bind(p))?;
+    // Only its owner may ask for checkpoints (the directory is 0700 too).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     l.set_nonblocking(true)?;
     Ok(l)
 }
