@@ -1022,3 +1022,77 @@ fn images_directory_is_private_whatever_the_umask() {
     assert!(seen.iter().any(|n| n == "lock"), "{seen:?}");
     kill_everything(&mut front);
 }
+
+/// The control socket answers only the job's owner and root, whatever its mode lets others
+/// reach; and clients that connect and say nothing never delay anyone's checkpoint.
+#[test]
+fn control_socket_serves_only_its_owner_and_idle_clients_do_not_stall_it() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::fs::PermissionsExt;
+    let _g = serial();
+    let c = Case::new();
+    let images = c.path("images");
+    let job = job(&c, 2, "work.log");
+    let mut front = start(&c, &images, &[], &job, "run.out");
+    wait_steps(&c, "run.out", 1, Duration::from_secs(30));
+    let control = images.join("control");
+    wait_until("the control socket", Duration::from_secs(10), || {
+        control.exists()
+    });
+    // Ten clients connect and send nothing.
+    let idle: Vec<_> = (0..10)
+        .map(|_| std::os::unix::net::UnixStream::connect(&control).unwrap())
+        .collect();
+    let t = Instant::now();
+    let o = run_stasis(&["checkpoint", images.to_str().unwrap(), "--json"]);
+    let took = t.elapsed();
+    assert!(o.status.success(), "{}{}", o.stdout, o.stderr);
+    assert!(
+        took < Duration::from_secs(2),
+        "a checkpoint behind ten idle connections took {took:?}"
+    );
+    // The idle ones are let go with a reason once their time is up.
+    for s in &idle {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).unwrap();
+        let r: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+        assert_eq!(r["ok"], false, "{line}");
+        assert!(
+            r["error"].as_str().unwrap().contains("no request"),
+            "{line}"
+        );
+    }
+    // Someone loosened the modes: another user reaches the socket but is refused, and no
+    // checkpoint is taken for them.
+    for (p, m) in [
+        (c.dir.path().to_path_buf(), 0o711),
+        (images.clone(), 0o711),
+        (control.clone(), 0o666),
+    ] {
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(m)).unwrap();
+    }
+    let before = checkpoints(&images);
+    let o = Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .arg(stasis())
+        .args(["checkpoint", images.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "another user got a checkpoint: {err}");
+    assert!(
+        err.contains("permission denied") && err.contains("uid 0"),
+        "{err}"
+    );
+    assert_eq!(checkpoints(&images), before);
+    assert!(
+        read(&c, "run.out.err").contains("refused a control request from uid 65534"),
+        "{}",
+        read(&c, "run.out.err")
+    );
+    // The owner still is served.
+    let o = run_stasis(&["checkpoint", images.to_str().unwrap()]);
+    assert!(o.status.success(), "{}{}", o.stdout, o.stderr);
+    kill_everything(&mut front);
+}

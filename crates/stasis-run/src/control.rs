@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The answer to a checkpoint request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -94,24 +94,123 @@ pub fn listen(path: &Path) -> std::io::Result<UnixListener> {
     Ok(l)
 }
 
-/// A request read from a new connection: Some(stream) if it asked for a checkpoint (answer
-/// it later with [`answer`]), None if it asked for nothing we know (it got an error line).
-pub fn accept(l: &UnixListener) -> Option<UnixStream> {
-    let (mut s, _) = l.accept().ok()?;
-    let _ = s.set_nonblocking(false);
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let mut line = String::new();
-    let _ = BufReader::new(&s).read_line(&mut line);
-    if line.trim() == "checkpoint" {
-        Some(s)
-    } else {
-        let r = Reply::from(Err(format!("unknown request {:?}", line.trim())));
-        let _ = writeln!(
-            s,
-            "{}",
-            serde_json::to_string(&r).expect("replies serialize")
-        );
-        None
+/// How long a connection may take to send its request before it is dropped.
+pub const REQUEST_WAIT: Duration = Duration::from_secs(2);
+
+/// A connection whose request has not arrived yet. It is read without blocking, from the
+/// supervisor's loop: an idle client costs nothing but a descriptor until [`REQUEST_WAIT`]
+/// ends, and never delays another client's checkpoint.
+pub struct Pending {
+    stream: UnixStream,
+    buf: Vec<u8>,
+    deadline: Instant,
+}
+
+/// What a pending connection has come to.
+pub enum Progress {
+    /// Its request is not complete yet.
+    Waiting(Pending),
+    /// It asked for a checkpoint: answer it later with [`answer`].
+    Checkpoint(UnixStream),
+    /// It asked for nothing we know, went away or took too long (it got an error line).
+    Gone,
+}
+
+/// Accept every connection waiting on `l`. Only the supervisor's own user and root may ask
+/// for anything (SO_PEERCRED, as seen from the supervisor's user namespace): anyone else is
+/// answered with an error and logged, whatever the socket's mode lets them reach.
+pub fn accept_all(l: &UnixListener) -> Vec<Pending> {
+    let mut out = Vec::new();
+    while let Ok((s, _)) = l.accept() {
+        if s.set_nonblocking(true).is_err() {
+            continue;
+        }
+        let me = nix::unistd::geteuid().as_raw();
+        let peer = nix::sys::socket::getsockopt(&s, nix::sys::socket::sockopt::PeerCredentials);
+        match peer {
+            Ok(c) if c.uid() == 0 || c.uid() == me => out.push(Pending {
+                stream: s,
+                buf: Vec::new(),
+                deadline: Instant::now() + REQUEST_WAIT,
+            }),
+            other => {
+                let who = match other {
+                    Ok(c) => format!("uid {} (pid {})", c.uid(), c.pid()),
+                    Err(e) => format!("a peer whose credentials are unknown ({e})"),
+                };
+                eprintln!(
+                    "stasis run: refused a control request from {who}: only uid {me} and root may ask"
+                );
+                refuse(
+                    s,
+                    &format!("permission denied: only uid {me} (the job's owner) and root may ask this supervisor for anything"),
+                );
+            }
+        }
+    }
+    out
+}
+
+fn refuse(mut s: UnixStream, why: &str) {
+    let r = Reply::from(Err(why.to_string()));
+    // A short line fits the socket buffer: this never blocks even on a non-blocking socket.
+    let _ = writeln!(
+        s,
+        "{}",
+        serde_json::to_string(&r).expect("replies serialize")
+    );
+}
+
+impl Pending {
+    /// When this connection is dropped if its request is still incomplete.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.stream)
+    }
+
+    /// Read whatever has arrived (never blocking) and see what it amounts to.
+    pub fn advance(mut self) -> Progress {
+        use std::io::Read;
+        let mut chunk = [0u8; 256];
+        let eof = loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => break true,
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    if self.buf.contains(&b'\n') || self.buf.len() > 4096 {
+                        break false;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
+                Err(_) => return Progress::Gone,
+            }
+        };
+        let complete = eof || self.buf.contains(&b'\n') || self.buf.len() > 4096;
+        if !complete {
+            if Instant::now() < self.deadline {
+                return Progress::Waiting(self);
+            }
+            refuse(
+                self.stream,
+                &format!("no request within {} s", REQUEST_WAIT.as_secs()),
+            );
+            return Progress::Gone;
+        }
+        if eof && self.buf.is_empty() {
+            return Progress::Gone;
+        }
+        let line = String::from_utf8_lossy(&self.buf);
+        let line = line.lines().next().unwrap_or("").trim().to_string();
+        if line == "checkpoint" && self.stream.set_nonblocking(false).is_ok() {
+            Progress::Checkpoint(self.stream)
+        } else {
+            refuse(self.stream, &format!("unknown request {line:?}"));
+            Progress::Gone
+        }
     }
 }
 

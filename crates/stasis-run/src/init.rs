@@ -63,6 +63,8 @@ struct Supervisor {
     worker: Option<Worker>,
     /// Clients waiting for the next checkpoint to finish.
     waiters: Vec<UnixStream>,
+    /// Control connections whose request has not arrived yet.
+    pending: Vec<control::Pending>,
     next_due: Option<Instant>,
     /// Set once a preemption signal came: when the job must be gone.
     preempt_deadline: Option<Instant>,
@@ -110,6 +112,7 @@ impl Supervisor {
             job: None,
             worker: None,
             waiters: Vec::new(),
+            pending: Vec::new(),
             next_due: None,
             preempt_deadline: None,
             interrupted: false,
@@ -357,7 +360,11 @@ impl Supervisor {
         let now = Instant::now();
         // A periodic checkpoint is not due while one is under way.
         let due = self.next_due.filter(|_| self.worker.is_none());
-        let deadline = [due, self.preempt_deadline].into_iter().flatten().min();
+        let first_pending = self.pending.iter().map(control::Pending::deadline).min();
+        let deadline = [due, self.preempt_deadline, first_pending]
+            .into_iter()
+            .flatten()
+            .min();
         let timeout = match deadline {
             None => PollTimeout::NONE,
             Some(d) => {
@@ -369,7 +376,11 @@ impl Supervisor {
         if let Some(l) = listener {
             fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
         }
+        for p in &self.pending {
+            fds.push(PollFd::new(p.fd(), PollFlags::POLLIN));
+        }
         let _ = poll(&mut fds, timeout);
+        drop(fds);
         // Signals first: a job exit or a worker's end changes what the rest means.
         while let Ok(Some(info)) = sfd.read_signal() {
             let sig = info.ssi_signo as i32;
@@ -382,10 +393,17 @@ impl Supervisor {
             }
         }
         if let Some(l) = listener {
-            while let Some(client) = control::accept(l) {
-                self.waiters.push(client);
-                if self.worker.is_none() && self.preempt_deadline.is_none() {
-                    self.start_worker("request", false);
+            self.pending.extend(control::accept_all(l));
+        }
+        for p in std::mem::take(&mut self.pending) {
+            match p.advance() {
+                control::Progress::Waiting(p) => self.pending.push(p),
+                control::Progress::Gone => {}
+                control::Progress::Checkpoint(client) => {
+                    self.waiters.push(client);
+                    if self.worker.is_none() && self.preempt_deadline.is_none() {
+                        self.start_worker("request", false);
+                    }
                 }
             }
         }
