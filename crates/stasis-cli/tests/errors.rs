@@ -950,3 +950,41 @@ fn a_root_process_without_capabilities_gets_none_back() {
     );
     assert_eq!(after, before, "capabilities after restore");
 }
+
+/// A staging directory left by a killed dump is never taken for an image, even when it looks
+/// whole: show and restore name it for what it is. The next dump to the same directory
+/// removes the caller's own stale ones at its start, and leaves another user's alone.
+#[test]
+fn staging_directory_of_a_killed_dump_is_named_and_removed_by_the_next_dump() {
+    let _g = serial();
+    let (c, old) = dumped_counter();
+    let (c2, pid, child) = counter();
+    // pid 0x7ffffff0 cannot exist (above pid_max): its stasis is gone.
+    let stale = c2.path("image.tmp-2147483632-0");
+    std::fs::rename(c.image(), &stale).unwrap();
+    let o = run_stasis(&["show", stale.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        o.stderr.contains("staging directory of a dump")
+            && o.stderr.contains("pid 2147483632, is gone")
+            && o.stderr.contains("remove it"),
+        "{}",
+        o.stderr
+    );
+    let o = run_stasis(&["restore", "--dir", stale.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", o.stderr);
+    assert!(o.stderr.contains("staging directory"), "{}", o.stderr);
+    assert!(!alive(old), "a restore from a staging directory ran {old}");
+    // Another user's debris beside it.
+    let theirs = c2.path("image.tmp-2147483631-0");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    dump_kill(&c2, pid, child);
+    assert!(
+        !stale.exists(),
+        "the dump left its own stale staging directory"
+    );
+    assert!(theirs.exists(), "the dump removed another user's directory");
+    let o = run_stasis(&["show", c2.image().to_str().unwrap()]);
+    assert!(o.status.success(), "{}", o.stderr);
+}

@@ -55,6 +55,12 @@ pub enum ImageError {
     NoImage { path: PathBuf },
     #[error("{path} is not a stasis image: it has no inventory (an image directory holds inventory, files, process-* and pages-* files)")]
     NotAnImage { path: PathBuf },
+    #[error("{path} is the staging directory of a dump to {target} that did not finish ({state}): it is not an image and may be incomplete; remove it (the next dump to {target} removes it if its stasis is gone)")]
+    Staging {
+        path: PathBuf,
+        target: PathBuf,
+        state: String,
+    },
     #[error("cannot encode a record for {path}: {reason}")]
     Encode { path: PathBuf, reason: String },
 }

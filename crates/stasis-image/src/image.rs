@@ -303,8 +303,34 @@ impl Image {
         format!("pages-{pid}")
     }
 
-    /// Load every record of the image in `dir`, verifying each.
+    /// If `dir` is a dump's staging directory (`NAME.tmp-PID-N`, see stasis-store): the
+    /// image it would have become and the pid of the stasis that writes it.
+    pub fn staging_of(dir: &Path) -> Option<(PathBuf, u32)> {
+        let name = dir.file_name()?.to_str()?;
+        let (target, rest) = name.rsplit_once(".tmp-")?;
+        let (pid, n) = rest.split_once('-')?;
+        let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if target.is_empty() || !numeric(pid) || !numeric(n) {
+            return None;
+        }
+        Some((dir.with_file_name(target), pid.parse().ok()?))
+    }
+
+    /// Load every record of the image in `dir`, verifying each. A staging directory is
+    /// refused by name, even if it looks whole: only a rename makes an image.
     pub fn open(dir: &Path) -> Result<Image, ImageError> {
+        if let Some((target, pid)) = Self::staging_of(dir).filter(|_| dir.is_dir()) {
+            let state = if Path::new(&format!("/proc/{pid}")).exists() {
+                format!("stasis pid {pid} may still be writing it")
+            } else {
+                format!("its stasis, pid {pid}, is gone")
+            };
+            return Err(ImageError::Staging {
+                path: dir.to_path_buf(),
+                target,
+                state,
+            });
+        }
         if !dir.is_dir() {
             return Err(ImageError::NoImage {
                 path: dir.to_path_buf(),
@@ -378,6 +404,26 @@ impl Image {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn staging_names() {
+        let s = |p: &str| Image::staging_of(Path::new(p));
+        assert_eq!(s("/x/img.tmp-12-0"), Some((PathBuf::from("/x/img"), 12)));
+        assert_eq!(
+            s("/x/a.tmp-b.tmp-7-3"),
+            Some((PathBuf::from("/x/a.tmp-b"), 7))
+        );
+        for not in [
+            "/x/img",
+            "/x/img.tmp-",
+            "/x/img.tmp-12",
+            "/x/.tmp-1-0",
+            "/x/img.tmp-1x-0",
+            "/x/img.tmp-1-",
+        ] {
+            assert_eq!(s(not), None, "{not}");
+        }
+    }
 
     #[test]
     fn record_file_roundtrip_and_errors() {

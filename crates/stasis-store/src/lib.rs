@@ -113,7 +113,8 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 }
 
 /// Remove staging directories `NAME.tmp-PID-N` left by a stasis that died mid-dump (its PID
-/// no longer exists): they are never images, only debris.
+/// no longer exists): they are never images, only debris. Only the caller's own: another
+/// user's debris is theirs to remove (`stasis show` names it as such).
 fn remove_stale(parent: &Path, name: &str) {
     let prefix = format!("{name}.tmp-");
     let Ok(rd) = std::fs::read_dir(parent) else {
@@ -127,7 +128,10 @@ fn remove_stale(parent: &Path, name: &str) {
         let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
             continue;
         };
-        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+        use std::os::unix::fs::MetadataExt;
+        let mine = std::fs::symlink_metadata(e.path())
+            .is_ok_and(|m| m.is_dir() && m.uid() == nix::unistd::geteuid().as_raw());
+        if mine && pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
             let _ = std::fs::remove_dir_all(e.path());
         }
     }
