@@ -988,3 +988,79 @@ fn staging_directory_of_a_killed_dump_is_named_and_removed_by_the_next_dump() {
     let o = run_stasis(&["show", c2.image().to_str().unwrap()]);
     assert!(o.status.success(), "{}", o.stderr);
 }
+
+/// Every structural rule of the format is checked, not just checksums (which anyone can
+/// recompute): a forged page index with overlapping runs, a header's reserved bytes and a
+/// page file's padding. `show --verify` reads the pages, which plain `show` does not.
+#[test]
+fn forged_structure_is_refused_and_show_verify_checks_every_checksum() {
+    use stasis_image::{FileKind, PageIndexEntry};
+    let _g = serial();
+    let (c, pid) = dumped_counter();
+    let img = c.image();
+    let dir = img.to_str().unwrap();
+    let o = run_stasis(&["show", dir, "--verify"]);
+    assert!(o.status.success(), "{}", o.stderr);
+    assert!(
+        o.stdout.contains("verified: every checksum holds"),
+        "{}",
+        o.stdout
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&run_stasis(&["show", dir, "--json", "--verify"]).stdout).unwrap();
+    assert!(v["verified"]["page_bytes"].as_u64().unwrap() > 0, "{v}");
+
+    // Overlapping runs, each with a valid checksum and a valid record CRC.
+    let name = format!("pagemap-{pid}");
+    let orig_index = std::fs::read(img.join(&name)).unwrap();
+    let mut pm: PageIndexEntry =
+        stasis_image::read_record_file(&img.join(&name), FileKind::PageIndex).unwrap();
+    assert!(pm.runs.len() >= 2, "the counter has several runs");
+    pm.runs[1].vaddr = pm.runs[0].vaddr;
+    std::fs::remove_file(img.join(&name)).unwrap();
+    stasis_image::write_record_file(&img, &name, FileKind::PageIndex, &pm).unwrap();
+    restore_fails_with(&c, pid, "page run 1");
+    let o = run_stasis(&["show", dir]);
+    assert!(
+        !o.status.success() && o.stderr.contains("overlaps"),
+        "{}",
+        o.stderr
+    );
+    std::fs::write(img.join(&name), &orig_index).unwrap();
+
+    // A header's reserved bytes.
+    let inv = img.join("inventory");
+    let orig = std::fs::read(&inv).unwrap();
+    let mut bytes = orig.clone();
+    bytes[15] = 1;
+    std::fs::write(&inv, &bytes).unwrap();
+    restore_fails_with(&c, pid, "reserved bytes");
+    std::fs::write(&inv, &orig).unwrap();
+
+    // The page file's padding.
+    let pages = img.join(format!("pages-{pid}"));
+    let orig = std::fs::read(&pages).unwrap();
+    let mut bytes = orig.clone();
+    bytes[100] = 1;
+    std::fs::write(&pages, &bytes).unwrap();
+    restore_fails_with(
+        &c,
+        pid,
+        "padding before the first page is not zero (byte 100)",
+    );
+
+    // A damaged page: show reads records only, show --verify finds it.
+    let mut bytes = orig.clone();
+    bytes[4096 + 10] ^= 0x55;
+    std::fs::write(&pages, &bytes).unwrap();
+    assert!(run_stasis(&["show", dir]).status.success());
+    let o = run_stasis(&["show", dir, "--verify"]);
+    assert_eq!(o.status.code(), Some(1), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("failed verification") && o.stderr.contains(&format!("pages-{pid}")),
+        "{}",
+        o.stderr
+    );
+    std::fs::write(&pages, &orig).unwrap();
+    assert!(run_stasis(&["show", dir, "--verify"]).status.success());
+}

@@ -61,6 +61,8 @@ pub enum ImageError {
         target: PathBuf,
         state: String,
     },
+    #[error("{path}: {what}; the image is corrupt or was forged")]
+    Malformed { path: PathBuf, what: String },
     #[error("cannot encode a record for {path}: {reason}")]
     Encode { path: PathBuf, reason: String },
 }

@@ -41,6 +41,12 @@ fn check_header(path: &Path, bytes: &[u8], kind: FileKind) -> Result<(), ImageEr
     let h = Header::decode(bytes).ok_or_else(|| ImageError::BadMagic {
         path: path.to_path_buf(),
     })?;
+    if bytes[14..HEADER_LEN] != [0, 0] {
+        return Err(ImageError::Malformed {
+            path: path.to_path_buf(),
+            what: "the header's reserved bytes (14-15) are not zero".into(),
+        });
+    }
     if h.kind != kind as u16 {
         return Err(ImageError::WrongKind {
             path: path.to_path_buf(),
@@ -217,9 +223,25 @@ pub fn read_pages_header(path: &Path) -> Result<(File, u64), ImageError> {
             io("open", path)(e)
         }
     })?;
-    let mut head = [0u8; HEADER_LEN];
+    let mut head = vec![0u8; PAGES_DATA_OFFSET as usize];
     let n = read_full(&mut f, &mut head).map_err(io("read", path))?;
-    check_header(path, &head[..n], FileKind::Pages)?;
+    check_header(path, &head[..n.min(HEADER_LEN)], FileKind::Pages)?;
+    if n < head.len() {
+        return Err(ImageError::Truncated {
+            path: path.to_path_buf(),
+            offset: n as u64,
+            wanted: (head.len() - n) as u64,
+        });
+    }
+    if let Some(at) = head[HEADER_LEN..].iter().position(|&b| b != 0) {
+        return Err(ImageError::Malformed {
+            path: path.to_path_buf(),
+            what: format!(
+                "the padding before the first page is not zero (byte {})",
+                HEADER_LEN + at
+            ),
+        });
+    }
     let len = f.metadata().map_err(io("stat", path))?.len();
     Ok((f, len))
 }
@@ -256,6 +278,12 @@ pub fn write_blob(dir: &Path, name: &str, data: &[u8]) -> Result<BlobRef, ImageE
 
 /// Read and verify a blob of the image in `dir`.
 pub fn read_blob(dir: &Path, blob: &BlobRef) -> Result<Vec<u8>, ImageError> {
+    if !blob.well_named() {
+        return Err(ImageError::Malformed {
+            path: dir.to_path_buf(),
+            what: format!("a blob is named {:?}, not blob-N", blob.file),
+        });
+    }
     let path = dir.join(&blob.file);
     let mut bytes = Vec::new();
     File::open(&path)
@@ -277,6 +305,62 @@ pub fn read_blob(dir: &Path, blob: &BlobRef) -> Result<Vec<u8>, ImageError> {
         });
     }
     Ok(data)
+}
+
+/// The structural rules of a page index (docs/image-format.md): its own pid and page file,
+/// runs of 1 to 256 pages at page-aligned addresses, sorted and never overlapping, stored
+/// after the page file's header, raw runs page-aligned. Checksums are checked when the pages
+/// are read.
+fn check_page_index(path: &Path, pid: i32, pm: &PageIndexEntry) -> Result<(), ImageError> {
+    let bad = |what: String| ImageError::Malformed {
+        path: path.to_path_buf(),
+        what,
+    };
+    if pm.pid != pid || pm.pages_file != Image::pages_file(pid) {
+        return Err(bad(format!(
+            "the page index of pid {pid} is for pid {} in {:?}",
+            pm.pid, pm.pages_file
+        )));
+    }
+    let page = crate::PAGE_SIZE;
+    let mut prev_end = 0u64;
+    for (i, r) in pm.runs.iter().enumerate() {
+        let end = (r.pages as u64)
+            .checked_mul(page)
+            .and_then(|n| r.vaddr.checked_add(n));
+        let what = if r.pages == 0 || r.pages as u64 > (1 << 20) / page {
+            format!("has {} pages (1 to {} allowed)", r.pages, (1 << 20) / page)
+        } else if r.vaddr % page != 0 {
+            "starts at an address that is not page-aligned".to_string()
+        } else if end.is_none() {
+            "ends beyond the address space".to_string()
+        } else if r.vaddr < prev_end {
+            format!("overlaps or precedes the run before it (which ends at {prev_end:#x})")
+        } else if r.offset < PAGES_DATA_OFFSET {
+            format!(
+                "is stored at byte {}, inside the page file's header",
+                r.offset
+            )
+        } else if r.lz4_len == 0 && r.offset % page != 0 {
+            format!("is stored raw at byte {}, not page-aligned", r.offset)
+        } else if r.offset.checked_add(r.stored_len()).is_none() {
+            "is stored beyond any file size".to_string()
+        } else {
+            prev_end = end.unwrap_or(u64::MAX);
+            continue;
+        };
+        return Err(bad(format!("page run {i} (at {:#x}) {what}", r.vaddr)));
+    }
+    Ok(())
+}
+
+/// What [`Image::verify`] read and found whole.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Verified {
+    pub runs: u64,
+    pub page_bytes: u64,
+    pub blobs: u64,
+    pub blob_bytes: u64,
 }
 
 /// A whole image's metadata, loaded and verified (pages are verified when they are used).
@@ -344,17 +428,33 @@ impl Image {
         let inventory: InventoryEntry =
             read_record_file(&dir.join(Self::INVENTORY), FileKind::Inventory)?;
         let files: FilesEntry = read_record_file(&dir.join(Self::FILES), FileKind::Files)?;
+        for f in &files.files {
+            if let Some(b) = f.kind.blobs().into_iter().find(|b| !b.well_named()) {
+                return Err(ImageError::Malformed {
+                    path: dir.join(Self::FILES),
+                    what: format!("file {} names its blob {:?}, not blob-N", f.id, b.file),
+                });
+            }
+        }
         let mut processes = Vec::new();
         let mut pagemaps = Vec::new();
-        for &pid in &inventory.pids {
-            processes.push(read_record_file(
-                &dir.join(Self::process_file(pid)),
-                FileKind::Process,
-            )?);
-            pagemaps.push(read_record_file(
-                &dir.join(Self::pagemap_file(pid)),
-                FileKind::PageIndex,
-            )?);
+        for (i, &pid) in inventory.pids.iter().enumerate() {
+            let path = dir.join(Self::process_file(pid));
+            let p: ProcessEntry = read_record_file(&path, FileKind::Process)?;
+            if p.pid != pid || inventory.pids[..i].contains(&pid) {
+                return Err(ImageError::Malformed {
+                    path,
+                    what: format!(
+                        "the inventory lists pid {pid} (twice, or this file holds pid {})",
+                        p.pid
+                    ),
+                });
+            }
+            processes.push(p);
+            let path = dir.join(Self::pagemap_file(pid));
+            let pm: PageIndexEntry = read_record_file(&path, FileKind::PageIndex)?;
+            check_page_index(&path, pid, &pm)?;
+            pagemaps.push(pm);
         }
         Ok(Image {
             dir: dir.to_path_buf(),
@@ -363,6 +463,24 @@ impl Image {
             files,
             pagemaps,
         })
+    }
+
+    /// Read every page run and every blob and check each checksum (`stasis show --verify`);
+    /// the records were checked when the image was opened.
+    pub fn verify(&self) -> Result<Verified, ImageError> {
+        let page_bytes = self.verify_pages()?;
+        let mut v = Verified {
+            runs: self.pagemaps.iter().map(|pm| pm.runs.len() as u64).sum(),
+            page_bytes,
+            ..Verified::default()
+        };
+        for f in &self.files.files {
+            for b in f.kind.blobs() {
+                v.blob_bytes += read_blob(&self.dir, b)?.len() as u64;
+                v.blobs += 1;
+            }
+        }
+        Ok(v)
     }
 
     /// Read every page run of every process and check its checksum (what `show --verify`

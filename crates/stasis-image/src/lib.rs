@@ -27,7 +27,7 @@ pub use header::{
 };
 pub use image::{
     decode_record, read_blob, read_pages_header, read_record_file, write_blob, write_record_file,
-    Image, PagesWriter,
+    Image, PagesWriter, Verified,
 };
 
 /// The page size every image of this format uses.

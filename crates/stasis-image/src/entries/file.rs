@@ -277,6 +277,24 @@ impl FileKindEntry {
     ];
 
     /// The entry's tag in the image ("type"), which says which kind rebuilds it.
+    /// The blobs this description's bytes are kept in.
+    pub fn blobs(&self) -> Vec<&BlobRef> {
+        use FileKindEntry as K;
+        match self {
+            K::Deleted { content, .. } | K::Memfd { content, .. } => vec![content],
+            K::Ghost { data, .. } | K::Pipe { data, .. } | K::Fifo { data, .. } => {
+                data.iter().collect()
+            }
+            K::UnixSocket { queue, .. } => queue.iter().collect(),
+            K::TcpEstablished {
+                send_queue,
+                recv_queue,
+                ..
+            } => send_queue.iter().chain(recv_queue.iter()).collect(),
+            _ => Vec::new(),
+        }
+    }
+
     pub fn tag(&self) -> &'static str {
         match self {
             Self::Path { .. } => "path",
@@ -433,6 +451,15 @@ pub struct BlobRef {
     pub file: String,
     pub len: u64,
     pub crc32c: u32,
+}
+
+impl BlobRef {
+    /// Whether `file` is a name the format allows (`blob-N`): never a path out of the image.
+    pub fn well_named(&self) -> bool {
+        self.file
+            .strip_prefix("blob-")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    }
 }
 
 /// One descriptor of a process.
