@@ -311,7 +311,7 @@ pub fn read_blob(dir: &Path, blob: &BlobRef) -> Result<Vec<u8>, ImageError> {
 /// runs of 1 to 256 pages at page-aligned addresses, sorted and never overlapping, stored
 /// after the page file's header, raw runs page-aligned. Checksums are checked when the pages
 /// are read.
-fn check_page_index(path: &Path, pid: i32, pm: &PageIndexEntry) -> Result<(), ImageError> {
+pub fn check_page_index(path: &Path, pid: i32, pm: &PageIndexEntry) -> Result<(), ImageError> {
     let bad = |what: String| ImageError::Malformed {
         path: path.to_path_buf(),
         what,

@@ -26,8 +26,8 @@ pub use header::{
     FileKind, FormatVersion, Header, CURRENT_VERSION, HEADER_LEN, MAGIC, PAGES_DATA_OFFSET,
 };
 pub use image::{
-    decode_record, read_blob, read_pages_header, read_record_file, write_blob, write_record_file,
-    Image, PagesWriter, Verified,
+    check_page_index, decode_record, read_blob, read_pages_header, read_record_file, write_blob,
+    write_record_file, Image, PagesWriter, Verified,
 };
 
 /// The page size every image of this format uses.
