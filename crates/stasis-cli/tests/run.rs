@@ -1096,3 +1096,52 @@ fn control_socket_serves_only_its_owner_and_idle_clients_do_not_stall_it() {
     assert!(o.status.success(), "{}{}", o.stdout, o.stderr);
     kill_everything(&mut front);
 }
+
+/// Root's `stasis run` does not trust an images directory someone else controls: a directory
+/// another user owns, an entry in it another user owns (a planted checkpoint), or a file
+/// anyone may write is refused with the reason, and nothing is written through a planted link.
+#[test]
+fn images_directory_another_user_controls_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let _g = serial();
+    let c = Case::new();
+    let victim = c.path("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let refused = |images: &Path, needle: &str| {
+        let o = run_stasis(&["run", "--images", images.to_str().unwrap(), "--", "true"]);
+        assert!(!o.status.success(), "{}", o.stderr);
+        assert!(
+            o.stderr.contains(needle) && o.stderr.contains("of your own"),
+            "expected {needle:?} in: {}",
+            o.stderr
+        );
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    };
+    // A directory another user owns, with its lock planted as a link to root's file.
+    let theirs = c.path("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::symlink(&victim, theirs.join("lock")).unwrap();
+    std::os::unix::fs::lchown(theirs.join("lock"), Some(65534), Some(65534)).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    refused(&theirs, "is owned by uid 65534");
+    // Root's own directory, but a checkpoint in it belongs to another user.
+    let mine = c.path("mine");
+    std::fs::create_dir(&mine).unwrap();
+    let planted = mine.join("ckpt-000001");
+    std::fs::create_dir(&planted).unwrap();
+    std::os::unix::fs::chown(&planted, Some(65534), Some(65534)).unwrap();
+    refused(&mine, "ckpt-000001 is owned by uid 65534");
+    // A record anyone may write.
+    std::fs::remove_dir(&planted).unwrap();
+    std::fs::write(mine.join("job.json"), "{}").unwrap();
+    std::fs::set_permissions(
+        mine.join("job.json"),
+        std::fs::Permissions::from_mode(0o666),
+    )
+    .unwrap();
+    refused(&mine, "job.json is writable by anyone");
+    // Made private again, the directory is used.
+    std::fs::remove_file(mine.join("job.json")).unwrap();
+    let o = run_stasis(&["run", "--images", mine.to_str().unwrap(), "--", "true"]);
+    assert!(o.status.success(), "{}", o.stderr);
+}

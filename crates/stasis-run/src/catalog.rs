@@ -27,6 +27,12 @@ pub enum CatalogError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("{path} {why}: whoever controls it could plant the checkpoint this job is resumed from, or make the supervisor write through a link; use an --images directory of your own (uid {uid}) that nobody else can write")]
+    NotOurs {
+        path: PathBuf,
+        why: String,
+        uid: u32,
+    },
     #[error("{dir} is in use by another stasis run (pid {pid}); stop it first, or use another --images directory")]
     Locked { dir: PathBuf, pid: String },
 }
@@ -145,7 +151,53 @@ impl Catalog {
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
                 .map_err(io("chmod", &dir))?;
         }
-        Ok(Catalog { dir })
+        let c = Catalog { dir };
+        c.check_ours()?;
+        Ok(c)
+    }
+
+    /// Refuse a directory, or any entry in it, that another user owns or may write: the
+    /// supervisor resumes whatever checkpoint it finds there and writes its records there
+    /// (as root, too). With the directory ours and closed to others, nobody else can add,
+    /// replace or link anything in it.
+    fn check_ours(&self) -> Result<()> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let me = nix::unistd::geteuid().as_raw();
+        let judge = |path: &Path, m: &std::fs::Metadata| -> Result<()> {
+            let why = if m.uid() != me {
+                format!("is owned by uid {}, not by the caller", m.uid())
+            } else if !(m.file_type().is_symlink() || m.file_type().is_socket())
+                && m.mode() & 0o022 != 0
+            {
+                format!(
+                    "is writable by {} (mode {:o})",
+                    if m.mode() & 0o002 != 0 {
+                        "anyone"
+                    } else {
+                        "its group"
+                    },
+                    m.mode() & 0o7777
+                )
+            } else {
+                return Ok(());
+            };
+            Err(CatalogError::NotOurs {
+                path: path.to_path_buf(),
+                why,
+                uid: me,
+            })
+        };
+        let m = std::fs::symlink_metadata(&self.dir).map_err(io("stat", &self.dir))?;
+        judge(&self.dir, &m)?;
+        for e in std::fs::read_dir(&self.dir)
+            .map_err(io("list", &self.dir))?
+            .flatten()
+        {
+            let path = e.path();
+            let m = std::fs::symlink_metadata(&path).map_err(io("stat", &path))?;
+            judge(&path, &m)?;
+        }
+        Ok(())
     }
 
     /// An existing images directory (for `stasis status`).
@@ -172,6 +224,7 @@ impl Catalog {
             .read(true)
             .write(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(io("open", &path))?;
         match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
@@ -229,7 +282,8 @@ impl Catalog {
             else {
                 continue;
             };
-            if !e.path().is_dir() {
+            // A checkpoint is a directory, never a link to one (file_type does not follow).
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
             }
             let record = self
@@ -293,6 +347,7 @@ impl Catalog {
             .create(true)
             .append(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&hist)
             .and_then(|mut f| {
                 let mut line = serde_json::to_vec(record).expect("records serialize");
@@ -377,6 +432,7 @@ impl Catalog {
             .create(true)
             .truncate(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)
             .and_then(|mut f| {
                 f.write_all(&body)?;
