@@ -25,9 +25,10 @@ static char proc_state(pid_t pid)
 	return p && p[1] == ' ' ? p[2] : '?';
 }
 
+/* Up to 10 s: a machine busy compiling is slow to schedule a fresh child. */
 static int wait_state(pid_t pid, char want)
 {
-	for (int i = 0; i < 1000; i++) {
+	for (int i = 0; i < 5000; i++) {
 		if (proc_state(pid) == want)
 			return 1;
 		wl_sleep(0.002);

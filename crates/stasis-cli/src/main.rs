@@ -181,6 +181,11 @@ struct RestoreArgs {
     /// `fd[4]:/var/log/job.log`); `stasis show` lists the names. Repeatable.
     #[arg(long, value_name = "fd[N]:NAME")]
     inherit_fd: Vec<stasis::InheritFd>,
+    /// Restore an image another user owns even where it asks for more than that user had
+    /// (other uids or groups, capabilities, files the user cannot open). Without it, root's
+    /// restore of such an image is refused naming the pid and field.
+    #[arg(long)]
+    trust_image: bool,
     /// Accepted for CRIU's scripts: restore rebuilds every connection the image holds.
     #[arg(long)]
     tcp_established: bool,
@@ -368,6 +373,7 @@ fn restore(a: RestoreArgs) -> Result<ExitCode> {
         dir: a.dir.clone(),
         inherit: a.inherit_fd.clone(),
         cgroups: a.criu.restore_cgroups()?,
+        trust_image: a.trust_image,
     })
     .with_context(|| {
         format!(
@@ -470,6 +476,7 @@ fn restore_pid_ns(a: RestoreArgs) -> Result<ExitCode> {
         dir: a.dir.clone(),
         inherit: a.inherit_fd.clone(),
         cgroups: a.criu.restore_cgroups()?,
+        trust_image: a.trust_image,
     })
     .with_context(|| {
         format!(

@@ -1064,3 +1064,131 @@ fn forged_structure_is_refused_and_show_verify_checks_every_checksum() {
     std::fs::write(&pages, &orig).unwrap();
     assert!(run_stasis(&["show", dir, "--verify"]).status.success());
 }
+
+/// Root's restore of an image another user owns never grants that user more than they had:
+/// an image edited to run as uid 0, or to open a root-only file, is refused naming the pid
+/// or file and field (a CRC is no protection: anyone can recompute it). The honest image
+/// restores; `--trust-image` restores what the image says.
+#[test]
+fn root_restore_of_another_users_image_grants_nothing_they_did_not_have() {
+    use stasis_image::{FileKind, FileKindEntry, FilesEntry, ProcessEntry};
+    use std::os::unix::fs::PermissionsExt;
+    let _g = serial();
+    let bin = build("counter", &[], "counter-static");
+    let c = Case::new();
+    std::fs::set_permissions(c.dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let pf = c.path("pidfile");
+    let bin_s = bin.to_str().unwrap();
+    let pf_s = pf.to_str().unwrap();
+    let mut child = spawn(
+        &c,
+        &[
+            "setpriv",
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            bin_s,
+            pf_s,
+        ],
+        "out",
+    );
+    let pid = wait_pidfile(&pf, &mut child);
+    // The user's own output files.
+    for f in ["out", "out.err"] {
+        std::os::unix::fs::chown(c.path(f), Some(65534), Some(65534)).unwrap();
+    }
+    dump_kill(&c, pid, child);
+    let img = c.image();
+    let give_away = || {
+        for p in std::iter::once(img.clone())
+            .chain(std::fs::read_dir(&img).unwrap().map(|e| e.unwrap().path()))
+        {
+            std::os::unix::fs::chown(&p, Some(65534), Some(65534)).unwrap();
+        }
+    };
+    let rewrite = |name: &str, write: &dyn Fn(&Path)| {
+        std::fs::remove_file(img.join(name)).unwrap();
+        write(&img);
+    };
+    // The restored process runs as `uid` (its status shows it once restore is done).
+    let runs_as = |uid: u32| {
+        let want = format!("Uid:\t{uid}\t{uid}\t{uid}\t{uid}\n");
+        let t = std::time::Instant::now();
+        loop {
+            let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            if st.contains(&want) && st.contains("State:\tS") {
+                return;
+            }
+            assert!(t.elapsed() < Duration::from_secs(20), "pid {pid}: {st}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    give_away();
+    let proc_name = format!("process-{pid}");
+    let orig_proc = std::fs::read(img.join(&proc_name)).unwrap();
+    let orig_files = std::fs::read(img.join("files")).unwrap();
+
+    // Edited to run as root.
+    let mut p: ProcessEntry =
+        stasis_image::read_record_file(&img.join(&proc_name), FileKind::Process).unwrap();
+    assert_eq!(p.creds.uid, [65534; 4]);
+    p.creds.uid = [0; 4];
+    rewrite(&proc_name, &|d| {
+        stasis_image::write_record_file(d, &proc_name, FileKind::Process, &p).unwrap();
+    });
+    give_away();
+    restore_fails_with(&c, pid, &format!("pid {pid} runs as uid 0 (creds.uid)"));
+    let o = run_stasis(&["restore", "--dir", img.to_str().unwrap()]);
+    assert!(
+        o.stderr.contains("belongs to uid 65534") && o.stderr.contains("--trust-image"),
+        "{}",
+        o.stderr
+    );
+    std::fs::write(img.join(&proc_name), &orig_proc).unwrap();
+
+    // Edited to open a root-only file for writing.
+    let mut files: FilesEntry =
+        stasis_image::read_record_file(&img.join("files"), FileKind::Files).unwrap();
+    let out = c.path("out").display().to_string();
+    let entry = files
+        .files
+        .iter_mut()
+        .find(|f| matches!(&f.kind, FileKindEntry::Path { path, .. } if *path == out))
+        .expect("stdout is a file of the image");
+    if let FileKindEntry::Path { path, .. } = &mut entry.kind {
+        *path = "/etc/shadow".into();
+    }
+    rewrite("files", &|d| {
+        stasis_image::write_record_file(d, "files", FileKind::Files, &files).unwrap();
+    });
+    give_away();
+    restore_fails_with(&c, pid, "needs write access to /etc/shadow");
+    std::fs::write(img.join("files"), &orig_files).unwrap();
+
+    // The honest image restores, as the user it was.
+    let mut r = std::process::Command::new(stasis())
+        .args(["restore", "--dir", img.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    runs_as(65534);
+    signal(pid, libc::SIGUSR2);
+    assert!(wait_timeout(&mut r, Duration::from_secs(20)).success());
+
+    // --trust-image restores what the image says, uid 0 included.
+    p.creds.uid = [0; 4];
+    rewrite(&proc_name, &|d| {
+        stasis_image::write_record_file(d, &proc_name, FileKind::Process, &p).unwrap();
+    });
+    give_away();
+    let mut r = std::process::Command::new(stasis())
+        .args(["restore", "--trust-image", "--dir", img.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    runs_as(0);
+    signal(pid, libc::SIGUSR2);
+    assert!(wait_timeout(&mut r, Duration::from_secs(20)).success());
+}

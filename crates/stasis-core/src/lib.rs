@@ -13,6 +13,7 @@ pub mod pidns;
 pub mod restore;
 pub mod scratch;
 pub mod tracee;
+pub mod trust;
 
 pub use dump::{dump, DumpError, DumpOptions, DumpReport};
 pub use kinds::files::InheritFd;

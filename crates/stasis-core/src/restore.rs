@@ -29,6 +29,9 @@ pub struct RestoreOptions {
     /// How the image's cgroups (saved with `--manage-cgroups`) are restored, and under which
     /// roots (`--cgroup-root`).
     pub cgroups: (cgroups::Mode, cgroups::Roots),
+    /// Restore what the image asks even when its owner could not have had it (see
+    /// [`crate::trust`]): for images made by root, or checked.
+    pub trust_image: bool,
 }
 
 impl RestoreOptions {
@@ -38,6 +41,7 @@ impl RestoreOptions {
             dir: dir.into(),
             inherit: Vec::new(),
             cgroups: (cgroups::Mode::Soft, cgroups::Roots::default()),
+            trust_image: false,
         }
     }
 }
@@ -57,6 +61,8 @@ pub struct Restored {
 pub enum RestoreError {
     #[error(transparent)]
     Image(#[from] stasis_image::ImageError),
+    #[error(transparent)]
+    Untrusted(#[from] crate::trust::UntrustedImage),
     #[error("the image was made on {arch}; this machine is {here}")]
     Arch { arch: String, here: String },
     #[error("pid {pid} in the image has parent {ppid}, which the image does not hold")]
@@ -435,6 +441,7 @@ impl Drop for SkeletonGuard {
 pub fn restore(opts: &RestoreOptions) -> Result<Restored> {
     let t0 = Instant::now();
     let img = Image::open(&opts.dir)?;
+    crate::trust::check(&img, opts.trust_image)?;
     check_tree(&img)?;
     // The tree's cgroups exist before any of its tasks (they join them before they run) and
     // before its files (a process may hold a cgroup directory open).

@@ -309,7 +309,7 @@ pub fn read_blob(dir: &Path, blob: &BlobRef) -> Result<Vec<u8>, ImageError> {
 
 /// The structural rules of a page index (docs/image-format.md): its own pid and page file,
 /// runs of 1 to 256 pages at page-aligned addresses, sorted and never overlapping, stored
-/// after the page file's header, raw runs page-aligned. Checksums are checked when the pages
+/// after the page file's header. Checksums are checked when the pages
 /// are read.
 pub fn check_page_index(path: &Path, pid: i32, pm: &PageIndexEntry) -> Result<(), ImageError> {
     let bad = |what: String| ImageError::Malformed {
@@ -341,8 +341,6 @@ pub fn check_page_index(path: &Path, pid: i32, pm: &PageIndexEntry) -> Result<()
                 "is stored at byte {}, inside the page file's header",
                 r.offset
             )
-        } else if r.lz4_len == 0 && r.offset % page != 0 {
-            format!("is stored raw at byte {}, not page-aligned", r.offset)
         } else if r.offset.checked_add(r.stored_len()).is_none() {
             "is stored beyond any file size".to_string()
         } else {
