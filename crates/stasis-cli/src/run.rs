@@ -208,7 +208,19 @@ pub fn status(a: StatusArgs) -> Result<ExitCode> {
         if let Some(e) = &s.exit {
             println!("  ended: {e}");
         }
-        if let Some(e) = &s.last_error {
+        if let Some(since) = s.unprotected_since_unix {
+            println!(
+                "  UNPROTECTED since {} ({} checkpoints in a row failed{}): {}",
+                crate::human::date(since),
+                s.failed_in_a_row,
+                if s.taken == 0 && s.resumed_from.is_none() {
+                    "; none was ever taken, a crash starts the job over"
+                } else {
+                    ""
+                },
+                s.last_error.as_deref().unwrap_or("unknown")
+            );
+        } else if let Some(e) = &s.last_error {
             println!("  last error: {e}");
         }
     }

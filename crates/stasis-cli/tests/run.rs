@@ -926,6 +926,27 @@ fn process_that_left_the_job_tree_fails_the_checkpoint_by_name() {
         "{}",
         o.stderr
     );
+    // Failing again, the job is unprotected, and status says so loudly, since when and why.
+    assert!(!run_stasis(&["checkpoint", images.to_str().unwrap()])
+        .status
+        .success());
+    let st = status_json(&images);
+    assert!(
+        st["status"]["unprotected_since_unix"].as_u64().is_some(),
+        "{st}"
+    );
+    assert!(
+        st["status"]["failed_in_a_row"].as_u64().unwrap() >= 2,
+        "{st}"
+    );
+    let o = run_stasis(&["status", images.to_str().unwrap()]);
+    assert!(
+        o.stdout.contains("UNPROTECTED since")
+            && o.stdout.contains("none was ever taken")
+            && o.stdout.contains("left the job's process tree"),
+        "{}",
+        o.stdout
+    );
     // The job was not disturbed.
     assert_eq!(
         finish(&mut front, Duration::from_secs(60)),
@@ -934,6 +955,12 @@ fn process_that_left_the_job_tree_fails_the_checkpoint_by_name() {
         read(&c, "run.out.err")
     );
     assert!(final_line(&read(&c, "run.out")).is_some());
+    let err = read(&c, "run.out.err");
+    assert!(
+        err.contains("WARNING: the job is unprotected")
+            && err.contains("no checkpoint of it was ever taken in this run"),
+        "{err}"
+    );
 }
 
 #[test]

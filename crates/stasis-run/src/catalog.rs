@@ -466,6 +466,16 @@ pub struct RunStatus {
     pub exit: Option<String>,
     /// The last thing that went wrong (a failed dump, a skipped checkpoint).
     pub last_error: Option<String>,
+    /// Seconds since the epoch of the first of the checkpoints that have failed in a row
+    /// since the last good one: the job is unprotected since then. None once one succeeds.
+    #[serde(default)]
+    pub unprotected_since_unix: Option<u64>,
+    /// Checkpoints failed in a row.
+    #[serde(default)]
+    pub failed_in_a_row: u32,
+    /// Checkpoints taken by this run.
+    #[serde(default)]
+    pub taken: u32,
     /// Whether the job runs in a cgroup of its own, and which.
     pub cgroup: Option<String>,
     /// Whether the job runs in a time namespace, and the offsets applied.

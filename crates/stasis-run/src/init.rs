@@ -497,6 +497,13 @@ impl Supervisor {
             ),
             other => (EXIT_FAILED, format!("{other:?}"), false),
         };
+        if self.status.taken == 0 && self.status.failed_in_a_row > 0 {
+            eprintln!(
+                "stasis run: the job ended ({text}); no checkpoint of it was ever taken in this run ({} attempts failed; last: {}): it ran unprotected",
+                self.status.failed_in_a_row,
+                self.status.last_error.as_deref().unwrap_or("unknown")
+            );
+        }
         if crashed && !self.interrupted && self.opts.restart == RestartPolicy::OnCrash {
             if self.status.restarts >= self.opts.max_restarts {
                 eprintln!(
@@ -666,6 +673,9 @@ impl Supervisor {
                         error_chain(&e)
                     );
                 }
+                self.status.taken += 1;
+                self.status.failed_in_a_row = 0;
+                self.status.unprotected_since_unix = None;
                 self.sched.measured(Duration::from_secs_f64(r.frozen_secs));
                 tracing::info!(
                     checkpoint = %rec.name,
@@ -711,13 +721,31 @@ impl Supervisor {
     fn dump_failed(&mut self, reason: &str, why: String) {
         eprintln!("stasis run: warning: {reason} checkpoint failed, the job runs on: {why}");
         self.status.last_error = Some(format!("{reason} checkpoint failed: {why}"));
-        self.answer_waiters(Err(why));
+        self.status.failed_in_a_row += 1;
+        let since = *self
+            .status
+            .unprotected_since_unix
+            .get_or_insert_with(catalog::now_unix);
+        if self.status.failed_in_a_row > 1 {
+            eprintln!(
+                "stasis run: WARNING: the job is unprotected: {} checkpoints in a row failed, the first {} s ago; a crash now loses everything since {}",
+                self.status.failed_in_a_row,
+                catalog::now_unix().saturating_sub(since),
+                if self.status.taken > 0 || self.status.resumed_from.is_some() {
+                    "the last good checkpoint"
+                } else {
+                    "the job's start"
+                }
+            );
+        }
         self.next_due = self.sched.interval().map(|d| Instant::now() + d);
         self.set_state(if self.job.is_some() {
             "running"
         } else {
             "exited"
         });
+        // Answered once the status says so: a client that got the answer reads it there.
+        self.answer_waiters(Err(why));
     }
 
     fn answer_waiters(&mut self, r: Result<CheckpointRecord, String>) {
