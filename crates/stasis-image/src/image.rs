@@ -401,7 +401,8 @@ impl Image {
     /// Load every record of the image in `dir`, verifying each. A staging directory is
     /// refused by name, even if it looks whole: only a rename makes an image.
     pub fn open(dir: &Path) -> Result<Image, ImageError> {
-        if let Some((target, pid)) = Self::staging_of(dir).filter(|_| dir.is_dir()) {
+        let is_dir = dir.is_dir();
+        if let Some((target, pid)) = Self::staging_of(dir).filter(|_| is_dir) {
             let state = if Path::new(&format!("/proc/{pid}")).exists() {
                 format!("stasis pid {pid} may still be writing it")
             } else {
@@ -413,7 +414,7 @@ impl Image {
                 state,
             });
         }
-        if !dir.is_dir() {
+        if !is_dir {
             return Err(ImageError::NoImage {
                 path: dir.to_path_buf(),
             });

@@ -171,6 +171,11 @@ impl Pending {
         std::os::fd::AsFd::as_fd(&self.stream)
     }
 
+    /// Whether a whole request line (or more than any request) has arrived.
+    fn has_line(&self) -> bool {
+        self.buf.contains(&b'\n') || self.buf.len() > 4096
+    }
+
     /// Read whatever has arrived (never blocking) and see what it amounts to.
     pub fn advance(mut self) -> Progress {
         use std::io::Read;
@@ -180,7 +185,7 @@ impl Pending {
                 Ok(0) => break true,
                 Ok(n) => {
                     self.buf.extend_from_slice(&chunk[..n]);
-                    if self.buf.contains(&b'\n') || self.buf.len() > 4096 {
+                    if self.has_line() {
                         break false;
                     }
                 }
@@ -189,8 +194,7 @@ impl Pending {
                 Err(_) => return Progress::Gone,
             }
         };
-        let complete = eof || self.buf.contains(&b'\n') || self.buf.len() > 4096;
-        if !complete {
+        if !eof && !self.has_line() {
             if Instant::now() < self.deadline {
                 return Progress::Waiting(self);
             }

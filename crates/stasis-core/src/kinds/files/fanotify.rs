@@ -40,7 +40,7 @@ impl super::FileKind for Fanotify {
     }
     fn finish(&self, cx: &mut OpenCx) -> Result<(), FilesError> {
         for fd in cx.state::<Made>().0.drain(..) {
-            drain(&fd);
+            super::drain_events(&fd, close_event_files);
         }
         Ok(())
     }
@@ -298,38 +298,21 @@ pub fn open(cx: &mut OpenCx, entry: &FileEntry) -> Result<OwnedFd, FilesError> {
 #[derive(Default)]
 struct Made(Vec<OwnedFd>);
 
-/// Read every queued event off `fd` without blocking, closing the event files they carry
-/// (struct fanotify_event_metadata: event_len u32, vers u8, reserved u8, metadata_len u16,
-/// mask u64, fd i32, pid i32).
-fn drain(fd: &OwnedFd) {
-    use nix::poll::{PollFd, PollFlags, PollTimeout};
-    use std::os::fd::AsFd;
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
-        let mut p = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-        match nix::poll::poll(&mut p, PollTimeout::ZERO) {
-            Ok(1)
-                if p[0]
-                    .revents()
-                    .is_some_and(|r| r.contains(PollFlags::POLLIN)) => {}
-            _ => return,
+/// Close the event files a batch of fanotify events carries (struct
+/// fanotify_event_metadata: event_len u32, vers u8, reserved u8, metadata_len u16, mask u64,
+/// fd i32, pid i32).
+fn close_event_files(buf: &[u8]) {
+    let mut at = 0;
+    while at + 24 <= buf.len() {
+        let len = u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4 bytes")) as usize;
+        let efd = i32::from_ne_bytes(buf[at + 16..at + 20].try_into().expect("4 bytes"));
+        if efd >= 0 {
+            let _ = nix::unistd::close(efd);
         }
-        let n = match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
-            Ok(n) if n > 0 => n,
-            _ => return,
-        };
-        let mut at = 0;
-        while at + 24 <= n {
-            let len = u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4 bytes")) as usize;
-            let efd = i32::from_ne_bytes(buf[at + 16..at + 20].try_into().expect("4 bytes"));
-            if efd >= 0 {
-                let _ = nix::unistd::close(efd);
-            }
-            if len < 24 {
-                return;
-            }
-            at += len;
+        if len < 24 {
+            return;
         }
+        at += len;
     }
 }
 

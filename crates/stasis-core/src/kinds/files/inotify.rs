@@ -84,7 +84,7 @@ impl super::FileKind for Inotify {
     /// ghosts come before in [`super::KINDS`], so their removal is among them.
     fn finish(&self, cx: &mut OpenCx) -> Result<(), FilesError> {
         for fd in cx.state::<Made>().0.drain(..) {
-            drain(&fd);
+            super::drain_events(&fd, |_| {});
         }
         Ok(())
     }
@@ -192,27 +192,6 @@ pub fn open(cx: &mut OpenCx, entry: &FileEntry) -> Result<OwnedFd, FilesError> {
 /// The inotify instances this restore made (copies of their descriptors).
 #[derive(Default)]
 struct Made(Vec<OwnedFd>);
-
-/// Read every queued event off `fd` without blocking (its description may be blocking: read
-/// only while poll says there is something).
-fn drain(fd: &OwnedFd) {
-    use nix::poll::{PollFd, PollFlags, PollTimeout};
-    use std::os::fd::AsFd;
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
-        let mut p = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-        match nix::poll::poll(&mut p, PollTimeout::ZERO) {
-            Ok(1)
-                if p[0]
-                    .revents()
-                    .is_some_and(|r| r.contains(PollFlags::POLLIN)) => {}
-            _ => return,
-        }
-        if !matches!(nix::unistd::read(fd.as_raw_fd(), &mut buf), Ok(n) if n > 0) {
-            return;
-        }
-    }
-}
 
 /// The file a deleted watched file became on restore: the image's deleted file (or ghost) of
 /// inode `ino`, opened through its kind.

@@ -413,6 +413,29 @@ impl FileTable {
     }
 }
 
+/// Read every event queued on `fd` (inotify, fanotify) without blocking, handing each read's
+/// bytes to `each`: its description may be blocking, so read only while poll says there is
+/// something.
+fn drain_events(fd: &OwnedFd, mut each: impl FnMut(&[u8])) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let mut p = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        match nix::poll::poll(&mut p, PollTimeout::ZERO) {
+            Ok(1)
+                if p[0]
+                    .revents()
+                    .is_some_and(|r| r.contains(PollFlags::POLLIN)) => {}
+            _ => return,
+        }
+        match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
+            Ok(n) if n > 0 => each(&buf[..n]),
+            _ => return,
+        }
+    }
+}
+
 /// O_CLOEXEC as fdinfo shows it in `flags`.
 const FDINFO_CLOEXEC: u32 = libc::O_CLOEXEC as u32;
 
